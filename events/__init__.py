@@ -1,0 +1,1 @@
+"""wardgate's event-sourced core. Imports neither trio nor textual."""

@@ -1,0 +1,1 @@
+"""wardgate's data path: listeners, protocol handling, identity, policy, masking, vault."""

@@ -1,0 +1,8 @@
+"""Sub-commands of the `wardgate` CLI, one module per group.
+
+Each module exposes ``register(subparsers)`` which adds its parser(s) and sets ``func`` on
+them; ``func(args)`` returns the process exit code. The list below is the only place that
+names them, so adding a command group is one new module and one line.
+"""
+
+COMMAND_MODULES: tuple[str, ...] = ()

@@ -1,0 +1,1 @@
+"""wardgate's operator console (Textual)."""
