@@ -1,0 +1,279 @@
+"""eventsourcing application recorders that chain every insert, for SQLite and PostgreSQL.
+
+Theory of operation
+-------------------
+Both recorders keep eventsourcing's own tables and formats, so ``select_notifications``,
+``select_events`` and the notification log read them as usual. They replace the insert:
+
+* one transaction inserts the events, reads the chain head, and inserts one chain entry per
+  event (see :mod:`events.integrity`); the transaction holds the store's write lock from the
+  first insert (SQLite) or takes eventsourcing's table lock first (PostgreSQL), so the
+  chain follows the notification order exactly, whatever the number of writers and nodes;
+* SQLite: ``executemany`` on a pooled long-lived connection (per-event ``execute`` and
+  ``lastrowid`` cost more than the commit on the hot path), and ``PRAGMA synchronous`` set on
+  every connection from the configured durability (eventsourcing leaves WAL at FULL);
+  automatic WAL checkpoints can be turned off so that a background task does them;
+* PostgreSQL: ``NOTIFY`` on the events channel in the same transaction, for followers.
+
+Side tables: ``<prefix>chain`` (notification id, hash), ``<prefix>dictionaries`` (trained
+zstd dictionaries) and ``<prefix>meta`` (settings fixed at creation, such as the chain mode).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+from events.integrity import GENESIS, ChainEntry, RawEvent, link
+
+PAGE = 5000
+
+
+def _oid_text(originator_id: uuid.UUID | str) -> str:
+    return str(originator_id)
+
+
+def _chain(
+    prev: bytes, first_id: int | Sequence[int], stored: Sequence[StoredEvent], key: bytes | None
+) -> list[tuple[int, bytes]]:
+    rows: list[tuple[int, bytes]] = []
+    for i, s in enumerate(stored):
+        nid = first_id + i if isinstance(first_id, int) else first_id[i]
+        prev = link(
+            prev,
+            RawEvent(
+                notification_id=nid,
+                originator_id=_oid_text(s.originator_id),
+                originator_version=s.originator_version,
+                topic=s.topic,
+                state=s.state,
+            ),
+            key,
+        )
+        rows.append((nid, prev))
+    return rows
+
+
+class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder: chained inserts, configurable durability and checkpointing."""
+
+    chain_key: bytes | None = None
+    synchronous: str = "NORMAL"
+    autocheckpoint: bool = True
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements += [
+            "CREATE TABLE IF NOT EXISTS wardgate_chain "
+            "(notification_id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS wardgate_dictionaries "
+            "(dict_id INTEGER PRIMARY KEY, created REAL NOT NULL, data BLOB NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS wardgate_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ]
+        return statements
+
+    def _configure(self, conn: Any) -> None:
+        wanted = (self.synchronous, self.autocheckpoint)
+        if getattr(conn, "_wardgate_config", None) != wanted:
+            raw = conn._sqlite_conn
+            raw.execute(f"PRAGMA synchronous={self.synchronous}")
+            raw.execute(f"PRAGMA wal_autocheckpoint={1000 if self.autocheckpoint else 0}")
+            conn._wardgate_config = wanted
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        if not stored_events:
+            return []
+        with self.datastore.get_connection(commit=True) as conn:
+            self._configure(conn)
+            with conn.transaction(commit=True) as c:
+                return self._insert_events(c, stored_events, **kwargs)
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **_: Any) -> list[int]:
+        c.executemany(
+            self.insert_events_statement,
+            [
+                (
+                    s.originator_id.hex
+                    if isinstance(s.originator_id, uuid.UUID)
+                    else s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state,
+                )
+                for s in stored_events
+            ],
+        )
+        c.execute("SELECT MAX(rowid) FROM stored_events")
+        last = int(c.fetchone()[0])
+        first = last - len(stored_events) + 1
+        c.execute("SELECT hash FROM wardgate_chain ORDER BY notification_id DESC LIMIT 1")
+        row = c.fetchone()
+        prev = bytes(row[0]) if row else GENESIS
+        c.executemany(
+            "INSERT INTO wardgate_chain VALUES (?, ?)",
+            _chain(prev, first, stored_events, self.chain_key),
+        )
+        return list(range(first, last + 1))
+
+    # -- side tables ----------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [tuple(r) for r in c.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            self._configure(conn)
+            with conn.transaction(commit=True) as c:
+                c.execute(sql, params)
+
+    def raw_events(self, after: int = 0) -> Iterator[RawEvent]:
+        while True:
+            rows = self.query(
+                "SELECT rowid, originator_id, originator_version, topic, state "
+                "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, PAGE),
+            )
+            for rowid, oid, version, topic, state in rows:
+                yield RawEvent(
+                    notification_id=rowid,
+                    originator_id=str(uuid.UUID(oid)),
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def chain_entries(self, after: int = 0) -> Iterator[ChainEntry]:
+        while True:
+            rows = self.query(
+                "SELECT notification_id, hash FROM wardgate_chain "
+                "WHERE notification_id > ? ORDER BY notification_id LIMIT ?",
+                (after, PAGE),
+            )
+            for nid, digest in rows:
+                yield ChainEntry(notification_id=nid, hash=bytes(digest))
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def checkpoint(self) -> None:
+        with self.datastore.get_connection(commit=True) as conn:
+            conn._sqlite_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def data_version_probe(self) -> Any:
+        """A dedicated connection whose ``PRAGMA data_version`` changes on others' commits."""
+        import sqlite3  # noqa: PLC0415 - only followers need it
+
+        return sqlite3.connect(self.datastore.pool.db_name, uri=True, check_same_thread=False)
+
+
+class ChainedPostgresRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder: chained inserts under eventsourcing's table lock, with NOTIFY."""
+
+    chain_key: bytes | None = None
+
+    def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        prefix = events_table_name.removesuffix("events")
+        schema = Identifier(self.datastore.schema)
+        self.chain_table = SQL("{0}.{1}").format(schema, Identifier(f"{prefix}chain"))
+        self.dict_table = SQL("{0}.{1}").format(schema, Identifier(f"{prefix}dictionaries"))
+        self.meta_table = SQL("{0}.{1}").format(schema, Identifier(f"{prefix}meta"))
+        self.events_table = SQL("{0}.{1}").format(schema, Identifier(events_table_name))
+        self.sql_create_statements += [
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (notification_id bigint PRIMARY KEY, "
+                "hash bytea NOT NULL)"
+            ).format(self.chain_table),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (dict_id bigint PRIMARY KEY, "
+                "created double precision NOT NULL, data bytea NOT NULL)"
+            ).format(self.dict_table),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (key text PRIMARY KEY, value text NOT NULL)"
+            ).format(self.meta_table),
+        ]
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        if not stored_events:
+            return []
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            self._lock_table(curs)
+            self._notify_channel(curs)
+            PostgresAggregateRecorder._insert_stored_events(self, curs, stored_events)
+            ids = [int(r["notification_id"]) for r in curs.fetchall()]
+            curs.execute(
+                SQL("SELECT hash FROM {0} ORDER BY notification_id DESC LIMIT 1").format(
+                    self.chain_table
+                ),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            prev = bytes(row["hash"]) if row else GENESIS
+            chain = _chain(prev, ids, stored_events, self.chain_key)
+            curs.execute(
+                SQL("INSERT INTO {0} SELECT * FROM unnest(%s::bigint[], %s::bytea[])").format(
+                    self.chain_table
+                ),
+                ([n for n, _ in chain], [h for _, h in chain]),
+                prepare=True,
+            )
+        return ids
+
+    def query(self, sql: Any, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(sql, params)
+            return [tuple(r.values()) for r in curs.fetchall()]
+
+    def execute(self, sql: Any, params: Sequence[Any] = ()) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(sql, params)
+
+    def raw_events(self, after: int = 0) -> Iterator[RawEvent]:
+        while True:
+            rows = self.query(
+                SQL(
+                    "SELECT notification_id, originator_id, originator_version, topic, state "
+                    "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+                ).format(self.events_table),
+                (after, PAGE),
+            )
+            for nid, oid, version, topic, state in rows:
+                yield RawEvent(
+                    notification_id=nid,
+                    originator_id=_oid_text(oid),
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def chain_entries(self, after: int = 0) -> Iterator[ChainEntry]:
+        while True:
+            rows = self.query(
+                SQL(
+                    "SELECT notification_id, hash FROM {0} WHERE notification_id > %s "
+                    "ORDER BY notification_id LIMIT %s"
+                ).format(self.chain_table),
+                (after, PAGE),
+            )
+            for nid, digest in rows:
+                yield ChainEntry(notification_id=nid, hash=bytes(digest))
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def checkpoint(self) -> None:
+        """PostgreSQL checkpoints by itself."""

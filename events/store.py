@@ -1,0 +1,432 @@
+"""The event store: settings, opening SQLite or PostgreSQL, appending, reading, verifying.
+
+Theory of operation
+-------------------
+``EventStore`` wraps one eventsourcing ``Application`` (the service boundary) configured
+explicitly, never from whatever happens to be in the process environment: the persistence
+module, our chained recorder, a zstd compressor with trained dictionaries, and AES-GCM
+encryption at rest when a key is given. Library errors are translated into our own:
+:class:`StoreUnavailable` (cannot open or reach the store) and :class:`ConcurrencyConflict`
+(an aggregate version was taken by someone else: the optimistic-concurrency signal).
+
+The hot path is :meth:`EventStore.append`: many events from many aggregates, one
+transaction, durable when it returns (per the durability setting). It encodes with the
+library's own mapper, so everything the library reads (notification log, repository-style
+loads) reads them back; it skips ``Application.save`` and aggregate triggers, whose
+per-event costs dominate at gateway rates (see NOTES.md).
+
+Durability (``WARDGATE_DURABILITY``): ``process-crash`` (default) keeps SQLite in WAL with
+``synchronous=NORMAL``: a commit survives the gateway process dying, not the machine losing
+power. ``power-loss`` sets ``synchronous=FULL`` (an fsync per commit). PostgreSQL commits are
+durable in both modes.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import stat
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    Notification,
+    PersistenceError,
+)
+from eventsourcing.utils import Environment
+
+from events.compression import CompressionError, ZstdDictCompressor, train_dictionary
+from events.domain import Aggregate, DomainEvent
+from events.integrity import VerifyReport, merge_by_id, verify
+from events.recorders import ChainedPostgresRecorder, ChainedSQLiteRecorder
+
+Durability = Literal["process-crash", "power-loss"]
+A = TypeVar("A", bound=Aggregate)
+
+
+class StoreError(Exception):
+    """Base of the store's errors; the message is one line, fit for a user."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be opened or reached."""
+
+
+class ConcurrencyConflict(StoreError):
+    """An aggregate version is already taken: someone else changed it first."""
+
+
+class CorruptEvent(StoreError):
+    """A stored event cannot be decoded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    url: str
+    durability: Durability = "process-crash"
+    cipher_key: str | None = None
+    integrity_key: bytes | None = None
+    autocheckpoint: bool = True
+    compression_level: int = 3
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.url.startswith(("postgresql:", "postgres:")) else "sqlite"
+
+    @property
+    def display(self) -> str:
+        """The URL without any password."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        return self.url
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, data_dir: Path | None = None
+    ) -> StoreSettings:
+        env = os.environ if env is None else env
+        data = data_dir or default_data_dir(env)
+        url = env.get("WARDGATE_STORE_URL") or f"sqlite:///{data / 'events.db'}"
+        durability = env.get("WARDGATE_DURABILITY", "process-crash")
+        if durability not in ("process-crash", "power-loss"):
+            raise StoreError(
+                f"WARDGATE_DURABILITY must be 'process-crash' or 'power-loss', not {durability!r}"
+            )
+        integrity = env.get("WARDGATE_INTEGRITY_KEY")
+        key_file = data / "integrity.key"
+        integrity_key: bytes | None = None
+        if integrity:
+            integrity_key = integrity.encode()
+        elif key_file.exists():
+            integrity_key = key_file.read_bytes().strip()
+        return cls(
+            url=url,
+            durability=durability,  # type: ignore[arg-type]
+            cipher_key=env.get("WARDGATE_STORE_KEY") or None,
+            integrity_key=integrity_key,
+        )
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("WARDGATE_DATA_DIR") or ".wardgate").absolute()
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+
+
+def new_cipher_key() -> str:
+    """A fresh AES-256 key, base64, for ``WARDGATE_STORE_KEY``."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class _Log(Application[uuid.UUID]):
+    """The eventsourcing application behind the store (its name prefixes PostgreSQL tables)."""
+
+    name = "Wardgate"
+
+    def __init__(self, env: dict[str, str], compressor: ZstdDictCompressor, cipher: Any) -> None:
+        self._wg_compressor = compressor
+        self._wg_cipher = cipher
+        super().__init__(env)
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Only what we pass: a stray PERSISTENCE_MODULE or POSTGRES_* in the shell must not
+        # silently redirect the audit log (an unset module even means "in memory").
+        return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> Mapper[uuid.UUID]:
+        return Mapper(
+            transcoder=self.construct_transcoder(),
+            compressor=self._wg_compressor,
+            cipher=self._wg_cipher,
+        )
+
+
+def _library_env(settings: StoreSettings) -> dict[str, str]:
+    if settings.backend == "sqlite":
+        path = settings.url.removeprefix("sqlite://").removeprefix("/")
+        path = "/" + path if not path.startswith("/") else path
+        db = Path(path)
+        ensure_private_dir(db.parent)
+        if not db.exists():
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(db),
+            "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": "events.recorders:ChainedSQLiteRecorder",
+        }
+    parts = urllib.parse.urlsplit(settings.url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": parts.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": urllib.parse.unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": urllib.parse.unquote(parts.password or ""),
+        "POSTGRES_SCHEMA": query.get("schema", ""),
+        "POSTGRES_CONNECT_TIMEOUT": query.get("connect_timeout", "5"),
+        "POSTGRES_POOL_SIZE": query.get("pool_size", "4"),
+        "POSTGRES_LOCK_TIMEOUT": "5",
+        "APPLICATION_RECORDER_TOPIC": "events.recorders:ChainedPostgresRecorder",
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class EventStore:
+    """The one service boundary to stored events (thread-safe, synchronous)."""
+
+    def __init__(self, settings: StoreSettings) -> None:
+        self.settings = settings
+        self.compressor = ZstdDictCompressor(level=settings.compression_level)
+        cipher = None
+        if settings.cipher_key:
+            from eventsourcing.cryptography import AESCipher  # noqa: PLC0415
+
+            try:
+                cipher = AESCipher(Environment("", {"CIPHER_KEY": settings.cipher_key}))
+            except (ValueError, OSError) as exc:
+                raise StoreError(f"WARDGATE_STORE_KEY is not a valid AES key: {exc}") from None
+        try:
+            if settings.backend == "postgresql":
+                _ensure_pg_schema(settings)
+            self.app = _Log(_library_env(settings), self.compressor, cipher)
+        except (PersistenceError, sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(
+                f"cannot open event store {settings.display}: {_describe(exc)}"
+            ) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg"):
+                raise StoreUnavailable(
+                    f"cannot open event store {settings.display}: {_describe(exc)}"
+                ) from None
+            raise
+        recorder = self.app.recorder
+        assert isinstance(recorder, ChainedSQLiteRecorder | ChainedPostgresRecorder)
+        self.recorder: ChainedSQLiteRecorder | ChainedPostgresRecorder = recorder
+        self.recorder.chain_key = settings.integrity_key
+        if isinstance(recorder, ChainedSQLiteRecorder):
+            recorder.synchronous = "FULL" if settings.durability == "power-loss" else "NORMAL"
+            recorder.autocheckpoint = settings.autocheckpoint
+        self.mapper = self.app.mapper
+        self.compressor.loader = self.dictionaries
+        self._guard(self._check_chain_mode)
+        self._guard(self.compressor.refresh)
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    def _guard(self, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(_describe(exc)) from None
+        except (PersistenceError, sqlite3.Error) as exc:
+            raise StoreUnavailable(
+                f"event store {self.settings.display} failed: {_describe(exc)}"
+            ) from None
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def _meta_sql(self) -> tuple[Any, Any, str]:
+        r = self.recorder
+        if isinstance(r, ChainedSQLiteRecorder):
+            return (
+                "SELECT value FROM wardgate_meta WHERE key = ?",
+                "INSERT OR IGNORE INTO wardgate_meta VALUES (?, ?)",
+                "?",
+            )
+        from psycopg.sql import SQL  # noqa: PLC0415
+
+        return (
+            SQL("SELECT value FROM {0} WHERE key = %s").format(r.meta_table),
+            SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING").format(r.meta_table),
+            "%s",
+        )
+
+    def meta(self, key: str) -> str | None:
+        select, _, _ = self._meta_sql()
+        rows = self._guard(self.recorder.query, select, (key,))
+        return str(rows[0][0]) if rows else None
+
+    def _check_chain_mode(self) -> None:
+        mode = "hmac-sha256" if self.settings.integrity_key else "sha256"
+        _, insert, _ = self._meta_sql()
+        self.recorder.execute(insert, ("chain_mode", mode))
+        stored = self.meta("chain_mode")
+        self.chain_mode = stored or mode
+
+    # -- writing --------------------------------------------------------------------------
+
+    def append(self, events: Sequence[DomainEvent]) -> list[int]:
+        """Store ``events`` in one transaction; returns their notification ids when durable."""
+        if self.chain_mode == "hmac-sha256" and not self.settings.integrity_key:
+            raise StoreError(
+                "this store chains events with an integrity key: set WARDGATE_INTEGRITY_KEY"
+            )
+        to_stored = self.mapper.to_stored_event
+        stored = [to_stored(e) for e in events]
+        ids: list[int] = self._guard(self.recorder.insert_events, stored)
+        return ids
+
+    # -- reading --------------------------------------------------------------------------
+
+    def decode(self, notification: Any) -> DomainEvent:
+        try:
+            event = self.mapper.to_domain_event(notification)
+        except (CompressionError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptEvent(
+                f"stored event {getattr(notification, 'id', '?')} cannot be decoded: {exc}"
+            ) from None
+        assert isinstance(event, DomainEvent)
+        return event
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, DomainEvent]]:
+        rows: Sequence[Notification] = self._guard(
+            lambda: self.recorder.select_notifications(
+                start=after, limit=limit, inclusive_of_start=False
+            )
+        )
+        decode = self.decode
+        return [(n.id, decode(n)) for n in rows]
+
+    def iter_events(self, after: int = 0, batch: int = 2000) -> Iterator[tuple[int, DomainEvent]]:
+        while True:
+            page = self.read(after, batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1][0]
+
+    def max_id(self) -> int:
+        value = self._guard(self.recorder.max_notification_id)
+        return int(value or 0)
+
+    def events_of(self, originator_id: uuid.UUID) -> list[DomainEvent]:
+        rows = self._guard(self.recorder.select_events, originator_id)
+        return [self.decode(r) for r in rows]
+
+    def load(self, cls: type[A], originator_id: uuid.UUID) -> A | None:
+        events = self.events_of(originator_id)
+        if not events:
+            return None
+        return cls.project(originator_id, events)
+
+    # -- integrity ------------------------------------------------------------------------
+
+    def verify(self, *, since: str | None = None) -> VerifyReport:
+        if self.chain_mode == "hmac-sha256" and not self.settings.integrity_key:
+            raise StoreError("this store's chain is keyed: set WARDGATE_INTEGRITY_KEY to verify")
+        since_bytes = bytes.fromhex(since) if since else None
+        r = self.recorder
+        try:
+            return verify(
+                merge_by_id(r.raw_events(), r.chain_entries()),
+                key=self.settings.integrity_key,
+                since=since_bytes,
+            )
+        except (PersistenceError, sqlite3.Error) as exc:
+            raise StoreUnavailable(
+                f"event store {self.settings.display}: {_describe(exc)}"
+            ) from None
+
+    # -- dictionaries ---------------------------------------------------------------------
+
+    def dictionaries(self) -> dict[int, bytes]:
+        r = self.recorder
+        if isinstance(r, ChainedSQLiteRecorder):
+            rows = r.query("SELECT dict_id, data FROM wardgate_dictionaries")
+        else:
+            from psycopg.sql import SQL  # noqa: PLC0415
+
+            rows = r.query(SQL("SELECT dict_id, data FROM {0}").format(r.dict_table))
+        return {int(i): bytes(d) for i, d in rows}
+
+    def train_dictionary(self, *, samples: int = 5000, min_events: int = 500) -> int | None:
+        """Train a zstd dictionary on recent events and make it current; returns its id."""
+        last = self.max_id()
+        if last < min_events:
+            return None
+        notifications = self._guard(
+            lambda: self.recorder.select_notifications(
+                start=max(0, last - samples), limit=samples, inclusive_of_start=False
+            )
+        )
+        raw: list[bytes] = []
+        cipher = self.mapper.cipher
+        for n in notifications:
+            state = n.state
+            if cipher is not None:
+                state = cipher.decrypt(state)
+            raw.append(self.compressor.decompress(state))
+        dict_id, data = train_dictionary(raw)
+        r = self.recorder
+        if isinstance(r, ChainedSQLiteRecorder):
+            r.execute(
+                "INSERT OR IGNORE INTO wardgate_dictionaries VALUES (?, ?, ?)",
+                (dict_id, time.time(), data),
+            )
+        else:
+            from psycopg.sql import SQL  # noqa: PLC0415
+
+            r.execute(
+                SQL("INSERT INTO {0} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING").format(
+                    r.dict_table
+                ),
+                (dict_id, time.time(), data),
+            )
+        self.compressor.refresh()
+        return dict_id
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        self._guard(self.recorder.checkpoint)
+
+    def close(self) -> None:
+        self.app.close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _ensure_pg_schema(settings: StoreSettings) -> None:
+    """Create the configured schema (``?schema=``) when it does not exist yet."""
+    parts = urllib.parse.urlsplit(settings.url)
+    schema = dict(urllib.parse.parse_qsl(parts.query)).get("schema")
+    if not schema:
+        return
+    import psycopg  # noqa: PLC0415
+    from psycopg.sql import SQL, Identifier  # noqa: PLC0415
+
+    conninfo = urllib.parse.urlunsplit(parts._replace(query=""))
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+
+
+def open_store(settings: StoreSettings | None = None) -> EventStore:
+    return EventStore(settings or StoreSettings.from_env())
