@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from events.projections import Projection, catch_up
 from events.recorders import ChainedSQLiteRecorder
-from events.store import EventStore, StoreUnavailable
+from events.store import EventStore, StoreUnavailable, pg_conninfo
 
 
 class ChangeWaiter(Protocol):
@@ -66,15 +66,8 @@ class PostgresListenWaiter:
         from psycopg.sql import SQL, Identifier  # noqa: PLC0415
 
         recorder: Any = store.recorder
-        ds = recorder.datastore
         self._conn = psycopg.connect(
-            dbname=ds.dbname,
-            host=ds.host,
-            port=ds.port,
-            user=ds.user,
-            password=ds.password,
-            autocommit=True,
-            connect_timeout=5,
+            pg_conninfo(store.settings), autocommit=True, connect_timeout=5
         )
         self._conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
 

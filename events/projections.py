@@ -16,8 +16,9 @@ current policy is, and who ran what where with which decision.
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,39 +30,66 @@ class EventSource(Protocol):
 
 
 class Projection:
-    """Base: dispatches on the event class; subclasses define ``on_<ClassName>`` methods."""
+    """Base: dispatches on the event class; subclasses define ``on_<Outer>_<Event>`` methods."""
 
     def __init__(self) -> None:
         self.position = 0
-        self._handlers: dict[type, Any] = {}
+        self._handlers: dict[type, Callable[[Any], None] | None] = {}
+
+    def handler(self, cls: type) -> Callable[[Any], None] | None:
+        try:
+            return self._handlers[cls]
+        except KeyError:
+            found = getattr(self, f"on_{cls.__qualname__.replace('.', '_')}", None)
+            self._handlers[cls] = found
+            return found
 
     def handle(self, notification_id: int, event: DomainEvent) -> None:
         if notification_id <= self.position:
             return
-        cls = type(event)
-        handler = self._handlers.get(cls)
-        if handler is None:
-            handler = getattr(self, f"on_{cls.__qualname__.replace('.', '_')}", _ignore)
-            self._handlers[cls] = handler
-        handler(event)  # type: ignore[misc]
+        h = self.handler(type(event))
+        if h is not None:
+            h(event)
         self.position = notification_id
 
 
-def _ignore(event: DomainEvent) -> None:
-    return None
+_ID_TEXT: dict[uuid.UUID, str] = {}
+
+
+def id_text(event: DomainEvent) -> str:
+    """``str(event.originator_id)``, memoized: projections key their records by it."""
+    oid = event.originator_id
+    text = _ID_TEXT.get(oid)
+    if text is None:
+        if len(_ID_TEXT) > 8192:
+            _ID_TEXT.clear()
+        text = _ID_TEXT[oid] = str(oid)
+    return text
 
 
 def catch_up(source: EventSource, projections: Sequence[Projection], *, batch: int = 2000) -> int:
-    """Bring ``projections`` up to the end of the log; returns how many events were read."""
+    """Bring ``projections`` up to the end of the log; returns how many events were read.
+
+    Each projection gets only the events past its own position; positions move at the end
+    of each page (handlers do not fail: they fold facts that already happened).
+    """
     if not projections:
         return 0
     after = min(p.position for p in projections)
     count = 0
     while True:
         page = source.read(after, batch)
-        for nid, event in page:
-            for p in projections:
-                p.handle(nid, event)
+        if not page:
+            return count
+        for p in projections:
+            start = p.position
+            handler = p.handler
+            for nid, event in page:
+                if nid > start:
+                    h = handler(type(event))
+                    if h is not None:
+                        h(event)
+            p.position = max(start, page[-1][0])
         count += len(page)
         if len(page) < batch:
             return count
@@ -125,13 +153,13 @@ class SessionsView(Projection):
         return self.sessions.get(session_id)
 
     def _touch(self, event: DomainEvent) -> SessionRecord | None:
-        record = self.sessions.get(str(event.originator_id))
+        record = self.sessions.get(id_text(event))
         if record is not None:
             record.last_activity = event.at
         return record
 
     def on_Session_ConnectionAccepted(self, e: Session.ConnectionAccepted) -> None:
-        sid = str(e.originator_id)
+        sid = id_text(e)
         self.sessions[sid] = SessionRecord(
             id=sid,
             node=e.node,
@@ -245,7 +273,7 @@ class ApprovalsView(Projection):
         return None
 
     def on_Approval_Requested(self, e: Approval.Requested) -> None:
-        aid = str(e.originator_id)
+        aid = id_text(e)
         self.approvals[aid] = ApprovalRecord(
             id=aid,
             requested_at=e.at,
@@ -269,14 +297,14 @@ class ApprovalsView(Projection):
         )
 
     def _decide(self, e: DomainEvent, status: str, reason: str) -> ApprovalRecord | None:
-        record = self.approvals.get(str(e.originator_id))
+        record = self.approvals.get(id_text(e))
         if record is not None:
             record.status, record.decided_at, record.reason = status, e.at, reason
             record.decided_by = e.actor if status in (Approval.APPROVED, Approval.DENIED) else None
         return record
 
     def on_Approval_Approved(self, e: Approval.Approved) -> None:
-        record = self.approvals.get(str(e.originator_id))
+        record = self.approvals.get(id_text(e))
         if record is None:
             return
         record.approvers.append(e.actor)
@@ -378,18 +406,18 @@ class CommandLogView(Projection):
         return [c for (sid, _), c in self.commands.items() if sid == session_id]
 
     def on_Session_ConnectionAccepted(self, e: Session.ConnectionAccepted) -> None:
-        self._sessions[str(e.originator_id)] = ("", e.target, e.protocol)
+        self._sessions[id_text(e)] = ("", e.target, e.protocol)
 
     def on_Session_Authenticated(self, e: Session.Authenticated) -> None:
-        sid = str(e.originator_id)
+        sid = id_text(e)
         _, target, protocol = self._sessions.get(sid, ("", "", ""))
         self._sessions[sid] = (e.subject, target, protocol)
 
     def on_Session_Closed(self, e: Session.Closed) -> None:
-        self._sessions.pop(str(e.originator_id), None)
+        self._sessions.pop(id_text(e), None)
 
     def on_Session_CommandReceived(self, e: Session.CommandReceived) -> None:
-        sid = str(e.originator_id)
+        sid = id_text(e)
         subject, target, protocol = self._sessions.get(sid, (e.actor, "", ""))
         self.commands[(sid, e.seq)] = CommandRecord(
             session_id=sid,
@@ -406,7 +434,7 @@ class CommandLogView(Projection):
             self.commands.popitem(last=False)
 
     def _record(self, e: DomainEvent, seq: int) -> CommandRecord | None:
-        return self.commands.get((str(e.originator_id), seq))
+        return self.commands.get((id_text(e), seq))
 
     def on_Session_CommandDecided(self, e: Session.CommandDecided) -> None:
         if r := self._record(e, e.seq):

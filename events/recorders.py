@@ -22,7 +22,7 @@ zstd dictionaries) and ``<prefix>meta`` (settings fixed at creation, such as the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -36,7 +36,11 @@ PAGE = 5000
 
 
 def _oid_text(originator_id: uuid.UUID | str) -> str:
-    return str(originator_id)
+    """The canonical text of an aggregate id (hyphenated), whatever form it was read in."""
+    text = str(originator_id)
+    if len(text) == 32:
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return text
 
 
 def _chain(
@@ -58,6 +62,24 @@ def _chain(
         )
         rows.append((nid, prev))
     return rows
+
+
+def _raw_events(
+    page: Callable[[int, int], list[tuple[int, str, int, str, bytes]]], after: int
+) -> Iterator[RawEvent]:
+    while True:
+        rows = page(after, PAGE)
+        for nid, oid, version, topic, state in rows:
+            yield RawEvent(
+                notification_id=nid,
+                originator_id=_oid_text(oid),
+                originator_version=version,
+                topic=topic,
+                state=bytes(state),
+            )
+        if len(rows) < PAGE:
+            return
+        after = rows[-1][0]
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -134,24 +156,27 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             with conn.transaction(commit=True) as c:
                 c.execute(sql, params)
 
-    def raw_events(self, after: int = 0) -> Iterator[RawEvent]:
-        while True:
-            rows = self.query(
+    def raw_page(self, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
+        """Stored rows after ``after``: (id, uuid as hex, version, topic, state)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state "
                 "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (after, PAGE),
+                (after, limit),
             )
-            for rowid, oid, version, topic, state in rows:
-                yield RawEvent(
-                    notification_id=rowid,
-                    originator_id=str(uuid.UUID(oid)),
-                    originator_version=version,
-                    topic=topic,
-                    state=bytes(state),
+            return [
+                (
+                    r[0],
+                    f"{r[1][:8]}-{r[1][8:12]}-{r[1][12:16]}-{r[1][16:20]}-{r[1][20:]}",
+                    r[2],
+                    r[3],
+                    r[4],
                 )
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+                for r in c.sqlite_cursor.fetchall()
+            ]
+
+    def raw_events(self, after: int = 0) -> Iterator[RawEvent]:
+        return _raw_events(self.raw_page, after)
 
     def chain_entries(self, after: int = 0) -> Iterator[ChainEntry]:
         while True:
@@ -239,26 +264,19 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(sql, params)
 
+    def raw_page(self, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
+        """Stored rows after ``after``: (id, canonical uuid text, version, topic, state)."""
+        rows = self.query(
+            SQL(
+                "SELECT notification_id, originator_id::text, originator_version, topic, state "
+                "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            ).format(self.events_table),
+            (after, limit),
+        )
+        return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
+
     def raw_events(self, after: int = 0) -> Iterator[RawEvent]:
-        while True:
-            rows = self.query(
-                SQL(
-                    "SELECT notification_id, originator_id, originator_version, topic, state "
-                    "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-                ).format(self.events_table),
-                (after, PAGE),
-            )
-            for nid, oid, version, topic, state in rows:
-                yield RawEvent(
-                    notification_id=nid,
-                    originator_id=_oid_text(oid),
-                    originator_version=version,
-                    topic=topic,
-                    state=bytes(state),
-                )
-            if len(rows) < PAGE:
-                return
-            after = rows[-1][0]
+        return _raw_events(self.raw_page, after)
 
     def chain_entries(self, after: int = 0) -> Iterator[ChainEntry]:
         while True:
