@@ -1,0 +1,166 @@
+"""The one batching task between trio and the event store (group commit).
+
+Theory of operation
+-------------------
+Every connection task hands its events to :class:`EventWriter` through one unbounded
+memory channel. The writer task takes everything queued at that moment and saves it in
+ONE store transaction, then wakes the submitters that wait. The cost that matters is per
+transaction (about 120-140 µs of CPU for an SQLite commit), not per event, so under load
+the batches grow and the cost per command falls.
+
+* :meth:`EventWriter.write` waits until the events are durable: the gateway forwards a
+  command only after its CommandReceived/Decided/Forwarded events are stored (fail closed).
+  If the store fails, every waiter of that batch gets :class:`StoreUnavailable`.
+* :meth:`EventWriter.submit` does not wait (response events): they ride on the next
+  transaction. If their transaction fails they are kept and retried with the next batch
+  (bounded: past ``max_backlog`` events the oldest are counted as lost and reported).
+* On SQLite with the default durability the commit runs inline on the trio thread: a
+  WAL commit with ``synchronous=NORMAL`` is a 20-60 µs stall, while a thread hop costs as
+  much as the commit itself. With ``power-loss`` durability (an fsync) or on PostgreSQL
+  (network round trips) the commit runs in a worker thread.
+* A concurrency conflict can only come from an aggregate someone else also writes; the
+  writer then saves each submission on its own, so one conflict fails only its own
+  submitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from events.domain import DomainEvent
+from events.store import ConcurrencyConflict, EventStore, StoreError, StoreUnavailable
+
+log = logging.getLogger("wardgate.writer")
+
+
+@dataclass(slots=True)
+class _Submission:
+    events: Sequence[DomainEvent]
+    done: trio.Event | None
+    error: BaseException | None = None
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class WriterStats:
+    transactions: int = 0
+    events: int = 0
+    failures: int = 0
+    lost: int = 0
+    queue_depth: int = 0
+    last_lag_ms: float = 0.0
+    last_error: str = ""
+
+
+class EventWriter:
+    def __init__(self, store: EventStore, *, max_backlog: int = 100_000) -> None:
+        self.store = store
+        self.inline = store.backend == "sqlite" and store.settings.durability == "process-crash"
+        self.max_backlog = max_backlog
+        self._send, self._receive = trio.open_memory_channel[_Submission](math.inf)
+        self._backlog: list[_Submission] = []
+        self.stats = WriterStats()
+        self.healthy = True
+
+    async def write(self, events: Sequence[DomainEvent]) -> None:
+        """Store ``events`` and return when they are durable; raises StoreError if not."""
+        submission = _Submission(events, trio.Event())
+        self._send.send_nowait(submission)
+        self.stats.queue_depth += 1
+        assert submission.done is not None
+        await submission.done.wait()
+        if submission.error is not None:
+            raise submission.error
+
+    def submit(self, events: Sequence[DomainEvent]) -> None:
+        """Queue ``events`` to ride on the next transaction; does not wait."""
+        self._send.send_nowait(_Submission(events, None))
+        self.stats.queue_depth += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Drain the channel until cancelled; each wake-up saves all that is queued at once."""
+        task_status.started()
+        receive = self._receive
+        while True:
+            batch = self._backlog
+            self._backlog = []
+            if not batch:
+                batch.append(await receive.receive())
+            else:
+                # Kept response events are retried every half second, even when idle.
+                with trio.move_on_after(0.5):
+                    batch.append(await receive.receive())
+            while True:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._commit(batch)
+
+    async def _save(self, events: list[DomainEvent]) -> None:
+        if self.inline:
+            self.store.append(events)
+        else:
+            await trio.to_thread.run_sync(self.store.append, events)
+
+    async def _commit(self, batch: list[_Submission]) -> None:
+        events = [e for s in batch for e in s.events]
+        self.stats.queue_depth = max(0, self.stats.queue_depth - len(batch))
+        self.stats.last_lag_ms = (time.monotonic() - batch[0].queued_at) * 1000
+        try:
+            await self._save(events)
+        except ConcurrencyConflict:
+            await self._commit_one_by_one(batch)
+            return
+        except StoreError as exc:
+            self._failed(batch, exc)
+            return
+        self.healthy = True
+        self.stats.transactions += 1
+        self.stats.events += len(events)
+        for s in batch:
+            if s.done is not None:
+                s.done.set()
+
+    async def _commit_one_by_one(self, batch: list[_Submission]) -> None:
+        for s in batch:
+            try:
+                await self._save(list(s.events))
+            except StoreError as exc:
+                if isinstance(exc, ConcurrencyConflict) or s.done is not None:
+                    s.error = exc
+                else:
+                    self._keep([s])
+            else:
+                self.stats.transactions += 1
+                self.stats.events += len(s.events)
+            if s.done is not None:
+                s.done.set()
+
+    def _failed(self, batch: list[_Submission], exc: StoreError) -> None:
+        self.healthy = False
+        self.stats.failures += 1
+        self.stats.last_error = str(exc)
+        log.warning("event store write failed: %s", exc)
+        error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+        waiting = [s for s in batch if s.done is not None]
+        for s in waiting:
+            s.error = error
+            assert s.done is not None
+            s.done.set()
+        self._keep([s for s in batch if s.done is None])
+
+    def _keep(self, submissions: list[_Submission]) -> None:
+        self._backlog.extend(submissions)
+        excess = sum(len(s.events) for s in self._backlog) - self.max_backlog
+        while excess > 0 and self._backlog:
+            dropped = self._backlog.pop(0)
+            self.stats.lost += len(dropped.events)
+            excess -= len(dropped.events)
+            log.error("event backlog full: %d response events lost", len(dropped.events))
