@@ -5,4 +5,4 @@ them; ``func(args)`` returns the process exit code. The list below is the only p
 names them, so adding a command group is one new module and one line.
 """
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("gateway.commands.identity",)
