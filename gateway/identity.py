@@ -30,6 +30,7 @@ thread only when a fetch is due.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from typing import Any
 import jwt
 import trio
 from jwt.exceptions import InvalidSubjectError
+from jwt.utils import base64url_decode
 
 from gateway.identity_settings import (
     MAX_TOKEN_BYTES,
@@ -337,11 +339,11 @@ def _too_large(size: int) -> TokenRejected:
 
 def _check_header(raw: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
     try:
-        header = jwt.get_unverified_header(raw)
-    except jwt.InvalidTokenError:
-        raise TokenRejected(
-            RejectReason.MALFORMED, "token header is not base64url-encoded JSON"
-        ) from None
+        header = json.loads(base64url_decode(raw.split(".", 1)[0]))
+    except ValueError:  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        header = None
+    if not isinstance(header, dict):
+        raise TokenRejected(RejectReason.MALFORMED, "token header is not base64url-encoded JSON")
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRejected(RejectReason.MALFORMED, "token header has no 'alg'")
@@ -370,9 +372,11 @@ def _check_header(raw: str, algorithms: tuple[str, ...]) -> dict[str, Any]:
 def _check_signature_length(raw: str, key: SigningKey, alg: str) -> None:
     segment = raw.rsplit(".", 1)[1]
     try:
-        signature = jwt.utils.base64url_decode(segment)
+        signature = base64url_decode(segment)
     except ValueError:  # binascii.Error is a ValueError
-        raise TokenRejected(RejectReason.MALFORMED, "token signature is not base64url") from None
+        raise TokenRejected(
+            RejectReason.MALFORMED, "token signature is not base64url: truncated or damaged"
+        ) from None
     want = key.signature_length()
     if len(signature) != want:
         raise TokenRejected(
