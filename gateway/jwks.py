@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from jwt import PyJWK, PyJWKError
+from jwt import PyJWK, PyJWTError
 from jwt.algorithms import AllowedPublicKeys
 
 log = logging.getLogger("wardgate.identity")
@@ -127,7 +127,7 @@ def _parse_jwk(entry: object) -> SigningKey | None:
     infer = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}[kty]
     try:
         jwk = PyJWK(entry, algorithm=alg if isinstance(alg, str) else infer)
-    except (PyJWKError, ValueError, TypeError, KeyError) as exc:
+    except (PyJWTError, ValueError, TypeError, KeyError) as exc:
         log.warning("JWKS entry kid=%r skipped: %s", kid, exc)
         return None
     public: Any = jwk.key
