@@ -134,6 +134,8 @@ class DevIdP:
     @property
     def url(self) -> str:
         """The issuer URL (also the base of every endpoint)."""
+        if self._port == 0:
+            raise RuntimeError("dev IdP not started: its port is not known yet")
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"http://{host}:{self._port}"
 
