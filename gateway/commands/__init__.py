@@ -8,4 +8,5 @@ names them, so adding a command group is one new module and one line.
 COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.store",
     "gateway.commands.vault",
+    "gateway.commands.identity",
 )
