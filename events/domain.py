@@ -279,6 +279,13 @@ class Approval(Aggregate):
     class Cancelled(DomainEvent):
         reason: str
 
+    @dataclass(frozen=True, kw_only=True)
+    class Used(DomainEvent):
+        """The approved command ran (once): in the session that held it, or on a retry."""
+
+        session_id: str
+        command_seq: int
+
     PENDING = "pending"
     APPROVED = "approved"
     DENIED = "denied"
@@ -293,6 +300,7 @@ class Approval(Aggregate):
         self.window_seconds: float | None = None
         self.decided_by: str | None = None
         self.reason = ""
+        self.used_by: tuple[str, int] | None = None
 
     def _apply(self, event: DomainEvent) -> None:
         match event:
@@ -316,6 +324,8 @@ class Approval(Aggregate):
                 self.status = Approval.EXPIRED
             case Approval.Cancelled():
                 self.status, self.reason = Approval.CANCELLED, event.reason
+            case Approval.Used():
+                self.used_by = (event.session_id, event.command_seq)
             case _:
                 super()._apply(event)
 
@@ -413,6 +423,18 @@ class Approval(Aggregate):
         if now < self.request.expires_at:
             raise DomainError(f"approval {short_id(self.id)} has not expired yet")
         return Approval.Expired(**self._next(), at=now, actor=actor)
+
+    def use(
+        self, *, session_id: uuid.UUID, command_seq: int, now: float, actor: str
+    ) -> Approval.Used:
+        """Consume an approval that is not a window: it runs one command, once."""
+        if self.status != Approval.APPROVED:
+            raise DomainError(f"approval {short_id(self.id)} is {self.status}, not approved")
+        if self.used_by is not None and not self.window_seconds:
+            raise DomainError(f"approval {short_id(self.id)} was already used")
+        return Approval.Used(
+            **self._next(), at=now, actor=actor, session_id=str(session_id), command_seq=command_seq
+        )
 
     def cancel(self, *, reason: str, now: float, actor: str) -> Approval.Cancelled:
         if self.status != Approval.PENDING:

@@ -233,6 +233,7 @@ class ApprovalRecord:
     decided_at: float | None = None
     reason: str = ""
     window_seconds: float | None = None
+    used: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,6 +333,26 @@ class ApprovalsView(Projection):
 
     def on_Approval_Cancelled(self, e: Approval.Cancelled) -> None:
         self._decide(e, Approval.CANCELLED, e.reason)
+
+    def on_Approval_Used(self, e: Approval.Used) -> None:
+        record = self.approvals.get(id_text(e))
+        if record is not None:
+            record.used = True
+
+    def unused_approval(
+        self, *, subject: str, target: str, normalized: str
+    ) -> ApprovalRecord | None:
+        """An approved, not yet used approval for exactly this statement (a retry after a
+        hold timed out runs on it)."""
+        for record in reversed(self.approvals.values()):
+            if (
+                record.status == Approval.APPROVED
+                and not record.used
+                and (record.subject, record.target, record.normalized)
+                == (subject, target, normalized)
+            ):
+                return record
+        return None
 
 
 # ---------------------------------------------------------------------------------- policy
