@@ -1,0 +1,1 @@
+"""Policy: the pure decision engine, the SQL and shell classifiers, policy files."""
