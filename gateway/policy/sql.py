@@ -30,6 +30,7 @@ from gateway.policy.sql_tokens import (
     SqlTokenError,
     Tok,
     scan,
+    scan_readings,
     scan_significant,
 )
 
@@ -219,37 +220,30 @@ _SHOW_HEADS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN", "HELP"})
 _DML_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "TABLE", "VALUES"})
 
 
-def _sig_tokens(text: str, mode: SqlMode) -> list[tuple[list[_Sig], str]]:
-    """Significant tokens per statement, with the statement's original text."""
-    tokens = scan_significant(text, mode)
+def _split(
+    text: str, mode: SqlMode, tokens: list[_Sig], starts: list[int] | None
+) -> list[tuple[list[_Sig], str]]:
+    """Statements of one reading, each with its original text."""
     if _SEMI_TOKEN not in tokens:  # one statement, the common case
         return [(tokens, text.strip(_SQL_WS))] if tokens else []
-    statements: list[list[_Sig]] = []
+    if starts is None:  # the fast path kept no offsets: the positional scan has the same tokens
+        starts = [start for _, _, start in scan(text, mode, skip_trivia=True)]
+    out: list[tuple[list[_Sig], str]] = []
     current: list[_Sig] = []
-    for tok in tokens:
+    first = last = 0
+    for tok, start in zip(tokens, starts, strict=True):
         if tok[0] is _SEMI:
             if current:
-                statements.append(current)
+                out.append((current, text[first:last]))
             current = []
-        else:
-            current.append(tok)
-    if current:
-        statements.append(current)
-    # Several statements: find each one's span in the original text (rare, so rescan).
-    spans: list[str] = []
-    first = last = -1
-    for kind, value, start in scan(text, mode, skip_trivia=True):
-        if kind is _SEMI:
-            if first >= 0:
-                spans.append(text[first:last])
-            first = -1
             continue
-        if first < 0:
+        if not current:
             first = start
-        last = start + len(value)
-    if first >= 0:
-        spans.append(text[first:last])
-    return list(zip(statements, spans, strict=True))
+        current.append(tok)
+        last = start + len(tok[2])
+    if current:
+        out.append((current, text[first:last]))
+    return out
 
 
 def _ident(tok: _Sig) -> str | None:
@@ -657,15 +651,22 @@ def classify_sql(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlClassificati
 def classify_sql_uncached(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlClassification:
     """:func:`classify_sql` without the cache (benchmarks measure this one)."""
     try:
-        pieces = _sig_tokens(text, mode)
+        readings = [_split(text, mode, toks, starts) for toks, starts in scan_readings(text, mode)]
     except SqlTokenError as exc:
         return SqlClassification(
             statements=(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason=str(exc)),)
         )
-    if not pieces:
-        return SqlClassification(
-            statements=(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason="empty"),)
-        )
+    out: list[SqlStatement] = []
+    for pieces in readings:
+        for stmt in _classify_reading(pieces):
+            if stmt not in out:
+                out.append(stmt)
+    if not out:
+        out.append(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason="empty"))
+    return SqlClassification(statements=tuple(out))
+
+
+def _classify_reading(pieces: list[tuple[list[_Sig], str]]) -> list[SqlStatement]:
     out: list[SqlStatement] = []
     mode_changed = False
     for sig, stmt_text in pieces:
@@ -681,7 +682,7 @@ def classify_sql_uncached(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlCla
         stmt = _classify_statement(sig, stmt_text)
         mode_changed = stmt.sets_sql_mode
         out.append(stmt)
-    return SqlClassification(statements=tuple(out))
+    return out
 
 
 _classify_cached = functools.lru_cache(maxsize=4096)(classify_sql_uncached)

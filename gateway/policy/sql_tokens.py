@@ -237,10 +237,7 @@ def scan_significant(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> list[tuple[
     """
     word = Tok.WORD
     if "/*" in text or "*/" in text:
-        return [
-            (k, (v.upper() if v.isascii() else v) if k is word else v, v)
-            for k, v, _ in scan(text, mode, skip_trivia=True)
-        ]
+        return _significant(scan(text, mode), skip_conditional=False)[0]
     key = (mode.ansi_quotes, mode.no_backslash_escapes)
     dq_kind = Tok.QUOTED_IDENT if mode.ansi_quotes else Tok.STRING
     first_kind = _FIRST_KIND
@@ -274,6 +271,51 @@ def scan_significant(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> list[tuple[
                 kind = dq_kind
         append((kind, value, value))
     return out
+
+
+SigToken = tuple[Tok, str, str]
+
+
+def _significant(
+    tokens: list[tuple[Tok, str, int]], *, skip_conditional: bool
+) -> tuple[list[SigToken], list[int]]:
+    """Significant tokens and their offsets; optionally without conditional comment content."""
+    out: list[SigToken] = []
+    starts: list[int] = []
+    word = Tok.WORD
+    inside_skipped = False
+    for k, v, start in tokens:
+        if k is Tok.EXEC_OPEN:
+            inside_skipped = skip_conditional and v != "/*!"
+            continue
+        if k is Tok.EXEC_CLOSE:
+            inside_skipped = False
+            continue
+        if k in TRIVIA or inside_skipped:
+            continue
+        out.append((k, (v.upper() if v.isascii() else v) if k is word else v, v))
+        starts.append(start)
+    return out, starts
+
+
+def scan_readings(
+    text: str, mode: SqlMode = DEFAULT_SQL_MODE
+) -> list[tuple[list[SigToken], list[int] | None]]:
+    """Every way a server may read ``text``: significant tokens, with offsets when known.
+
+    Conditional comments (``/*!50700 ...*/``, ``/*M! ...*/``) run or not depending on the
+    server's flavour and version, so their text has two readings: with their content and
+    without it. Everything else has one. Offsets are None on the fast path (no comments).
+    """
+    if "/*" not in text and "*/" not in text:
+        return [(scan_significant(text, mode), None)]
+    full = scan(text, mode)
+    readings: list[tuple[list[SigToken], list[int] | None]] = [
+        _significant(full, skip_conditional=False)
+    ]
+    if any(k is Tok.EXEC_OPEN and v != "/*!" for k, v, _ in full):
+        readings.append(_significant(full, skip_conditional=True))
+    return readings
 
 
 def _raise_positioned(text: str, mode: SqlMode) -> None:
