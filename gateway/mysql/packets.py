@@ -462,6 +462,8 @@ class ColumnDefinition41:
     org_table: bytes = b""
     name: bytes
     org_name: bytes = b""
+    extended_metadata: bytes | None = None
+    """MariaDB type details (MARIADB_CLIENT_EXTENDED_METADATA only; never offered by us)."""
     fixed_length: int = 0x0C
     character_set: int = 33
     column_length: int = 0
@@ -473,7 +475,7 @@ class ColumnDefinition41:
     """Only in COM_FIELD_LIST responses."""
 
     @classmethod
-    def decode(cls, payload: Buffer) -> ColumnDefinition41:
+    def decode(cls, payload: Buffer, *, extended_metadata: bool = False) -> ColumnDefinition41:
         r = PacketReader(payload)
         catalog = r.str_lenenc()
         schema = r.str_lenenc()
@@ -481,6 +483,7 @@ class ColumnDefinition41:
         org_table = r.str_lenenc()
         name = r.str_lenenc()
         org_name = r.str_lenenc()
+        extended = r.str_lenenc() if extended_metadata else None
         fixed = r.int_lenenc()
         if fixed < 0x0A:
             raise RemoteProtocolError("column definition with short fixed part")
@@ -504,6 +507,7 @@ class ColumnDefinition41:
             org_table=org_table,
             name=name,
             org_name=org_name,
+            extended_metadata=extended,
             fixed_length=fixed,
             character_set=charset,
             column_length=length,
@@ -523,6 +527,7 @@ class ColumnDefinition41:
                 str_lenenc(self.org_table),
                 str_lenenc(self.name),
                 str_lenenc(self.org_name),
+                b"" if self.extended_metadata is None else str_lenenc(self.extended_metadata),
                 int_lenenc(self.fixed_length),
                 int2(self.character_set),
                 int4(self.column_length),

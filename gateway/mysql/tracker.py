@@ -41,6 +41,7 @@ from gateway.mysql.constants import (
     Command,
     CursorType,
     ErrorCode,
+    MariaDBCapability,
     ServerStatus,
 )
 from gateway.mysql.errors import LocalProtocolError, RemoteProtocolError
@@ -105,11 +106,13 @@ class ResponseTracker:
     """Follows the response to one command; see the module docstring."""
 
     __slots__ = (
+        "_cache_metadata",
         "_column_index",
         "_columns_expected",
         "_continuing",
         "_cursor",
         "_deprecate_eof",
+        "_extended_metadata",
         "_phase",
         "_seq",
         "_seq_free",
@@ -137,11 +140,19 @@ class ResponseTracker:
         *,
         first_seq: int = 1,
         execute_flags: CursorType = CursorType.CURSOR_TYPE_NO_CURSOR,
+        mariadb_capabilities: int = 0,
     ) -> None:
         self.command = command
         self.capabilities = capabilities
         self._deprecate_eof = bool(capabilities & Capability.CLIENT_DEPRECATE_EOF)
         self._seq = first_seq & 0xFF
+        # only to read captures of MariaDB clients: the gateway never offers the extension
+        self._extended_metadata = bool(
+            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_EXTENDED_METADATA
+        )
+        self._cache_metadata = bool(
+            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_CACHE_METADATA
+        )
         self._seq_free = False
         self._continuing = False
         self._cursor = bool(execute_flags & CursorType.CURSOR_TYPE_READ_ONLY)
@@ -292,7 +303,9 @@ class ResponseTracker:
             if self._is_terminator(first, len(payload)):
                 return self._terminate(payload)
             if phase is _P.FIELD_LIST:
-                self.columns.append(ColumnDefinition41.decode(payload))
+                self.columns.append(
+                    ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
+                )
                 return PacketKind.COLUMN_DEFINITION
             raise RemoteProtocolError("unexpected packet among rows")  # unreachable for rows
         if phase is _P.PREPARE_FIRST:
@@ -333,18 +346,22 @@ class ResponseTracker:
             return PacketKind.LOCAL_INFILE_REQUEST
         r = PacketReader(payload)
         count = r.int_lenenc()
+        metadata_follows = r.int1() if self._cache_metadata else 1
         r.check_end()
         if count == 0:
             raise RemoteProtocolError("result set with no columns")
         self.result_sets += 1
-        self.columns = []
         self._columns_expected = count
         self._column_index = 0
-        self._phase = _P.COLUMNS
+        if metadata_follows:
+            self.columns = []
+            self._phase = _P.COLUMNS
+        else:  # the client cached the definitions: keep the last ones
+            self._phase = _P.ROWS if self._deprecate_eof else _P.COLUMNS_EOF
         return PacketKind.COLUMN_COUNT
 
     def _decode_definition(self, phase: ResponsePhase, payload: bytes) -> PacketKind:
-        column = ColumnDefinition41.decode(payload)
+        column = ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
         self._column_index += 1
         done = self._column_index >= self._columns_expected
         if phase is _P.PREPARE_PARAMS:
