@@ -472,7 +472,9 @@ class ColumnDefinition41:
     decimals: int = 0
     filler: bytes = b"\0\0"
     default_values: bytes | None = None
-    """Only in COM_FIELD_LIST responses."""
+    """The column default (COM_FIELD_LIST responses only); None when absent or NULL."""
+    has_default_values: bool = False
+    """Whether the packet carried the default-values field (0xFB there means NULL)."""
 
     @classmethod
     def decode(cls, payload: Buffer, *, extended_metadata: bool = False) -> ColumnDefinition41:
@@ -494,7 +496,8 @@ class ColumnDefinition41:
         flags = r.int2()
         decimals = r.int1()
         filler = r.bytes_fixed(stop - r.pos)
-        default = r.str_lenenc() if not r.at_end() else None
+        has_default = not r.at_end()
+        default = r.str_lenenc_or_null() if has_default else None
         r.check_end()
         try:
             column_type: ColumnType | int = ColumnType(ctype)
@@ -516,6 +519,7 @@ class ColumnDefinition41:
             decimals=decimals,
             filler=filler,
             default_values=default,
+            has_default_values=has_default,
         )
 
     def encode(self) -> bytes:
@@ -537,8 +541,9 @@ class ColumnDefinition41:
                 self.filler,
             ]
         )
-        if self.default_values is not None:
-            out += str_lenenc(self.default_values)
+        if self.has_default_values:
+            default = self.default_values
+            out += b"\xfb" if default is None else str_lenenc(default)
         return out
 
 

@@ -125,6 +125,7 @@ class ResponseTracker:
         "fetch_columns",
         "infile_request",
         "last_insert_id",
+        "last_ok",
         "params",
         "prepare_ok",
         "result_sets",
@@ -166,6 +167,8 @@ class ResponseTracker:
         self.result_sets = 0
         self.status_flags = ServerStatus(0)
         self.error: ErrPacket | None = None
+        self.last_ok: OkPacket | None = None
+        """The last OK (session-state changes, info) of the response, when it had one."""
         self.columns: list[ColumnDefinition41] = []
         """Column definitions of the current result set (or of a prepared statement)."""
         self.params: list[ColumnDefinition41] = []
@@ -389,6 +392,7 @@ class ResponseTracker:
     def _terminate(self, payload: bytes) -> PacketKind:
         if self._deprecate_eof:
             ok = OkPacket.decode(payload, self.capabilities)
+            self.last_ok = ok
             self.warnings += ok.warnings
             status = ok.status_flags
             kind = PacketKind.OK
@@ -402,6 +406,7 @@ class ResponseTracker:
         return kind
 
     def _absorb_ok(self, ok: OkPacket) -> None:
+        self.last_ok = ok
         self.affected_rows += ok.affected_rows
         if ok.last_insert_id:
             self.last_insert_id = ok.last_insert_id
