@@ -1,0 +1,421 @@
+"""ResponseTracker: classifies the server's packets after one command and says when it is done.
+
+Theory of operation
+-------------------
+The relay forwards the server's bytes as they arrive and asks the tracker, for each packet
+header it walks (see ``framing.FrameScanner``), what the packet is. Classification looks at the
+response phase and the first payload byte; only packets that steer the phase (OK, EOF, ERR,
+column count, column and parameter definitions, PREPARE_OK) are decoded, and those are small.
+Rows are counted and never copied: a row may be classified as soon as its header and first
+byte are in the buffer, so the relay can stream rows larger than its buffer.
+
+Telling rows from terminators: an EOF is 0xFE with a payload under 9 bytes. Under
+CLIENT_DEPRECATE_EOF the end of a result set is an OK with header 0xFE instead, and a row can
+only start with 0xFE when its first value is at least 16 MiB, i.e. when the packet is a full
+0xFFFFFF one; so any shorter 0xFE packet in the rows phase ends the result set. 0xFF in the rows
+phase is ERR (no row starts with 0xFF). After a terminator, SERVER_MORE_RESULTS_EXISTS starts
+the next result (multi-statements, CALL). A COM_STMT_EXECUTE that opens a cursor ends after the
+column definitions (SERVER_STATUS_CURSOR_EXISTS); COM_STMT_FETCH then returns rows and a
+terminator.
+
+``classify`` is idempotent until it returns a real kind: when it needs the whole packet and the
+packet is incomplete it returns ``PacketKind.NEED_MORE`` and changes nothing.
+
+Commands whose responses cannot be tracked (COM_CHANGE_USER, replication, ...) are refused at
+construction with ``LocalProtocolError``: the gateway must answer those itself.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from gateway.mysql.constants import (
+    EOF_HEADER,
+    EOF_MAX_PAYLOAD,
+    ERR_HEADER,
+    HEADER_SIZE,
+    LOCAL_INFILE_HEADER,
+    MAX_PACKET_PAYLOAD,
+    OK_HEADER,
+    Capability,
+    Command,
+    CursorType,
+    ErrorCode,
+    MariaDBCapability,
+    ServerStatus,
+)
+from gateway.mysql.errors import LocalProtocolError, RemoteProtocolError
+from gateway.mysql.framing import frame
+from gateway.mysql.packets import (
+    ColumnDefinition41,
+    EofPacket,
+    ErrPacket,
+    LocalInfileRequest,
+    OkPacket,
+    StmtPrepareOk,
+)
+from gateway.mysql.rows import BinaryColumn, binary_columns
+from gateway.mysql.states import ResponsePhase
+from gateway.mysql.wire import Buffer, PacketReader
+
+
+class PacketKind(IntEnum):
+    NEED_MORE = 0
+    OK = 1
+    ERR = 2
+    EOF = 3
+    INTERMEDIATE_EOF = 4
+    COLUMN_COUNT = 5
+    COLUMN_DEFINITION = 6
+    ROW = 7
+    CONTINUATION = 8
+    LOCAL_INFILE_REQUEST = 9
+    PREPARE_OK = 10
+    PARAM_DEFINITION = 11
+    STATISTICS = 12
+
+
+_P = ResponsePhase
+_NO_RESPONSE = frozenset(
+    {Command.COM_QUIT, Command.COM_STMT_CLOSE, Command.COM_STMT_SEND_LONG_DATA}
+)
+_STATUS_ONLY = frozenset(
+    {
+        Command.COM_INIT_DB,
+        Command.COM_PING,
+        Command.COM_SET_OPTION,
+        Command.COM_STMT_RESET,
+        Command.COM_RESET_CONNECTION,
+        Command.COM_PROCESS_KILL,
+        Command.COM_REFRESH,
+        Command.COM_DEBUG,
+        Command.COM_CREATE_DB,
+        Command.COM_DROP_DB,
+        Command.COM_SHUTDOWN,
+    }
+)
+_RESULT_SET = frozenset({Command.COM_QUERY, Command.COM_STMT_EXECUTE, Command.COM_PROCESS_INFO})
+
+
+def expects_response(command: int) -> bool:
+    """False for the commands the server never answers."""
+    return command not in _NO_RESPONSE
+
+
+class ResponseTracker:
+    """Follows the response to one command; see the module docstring."""
+
+    __slots__ = (
+        "_cache_metadata",
+        "_column_index",
+        "_columns_expected",
+        "_continuing",
+        "_cursor",
+        "_deprecate_eof",
+        "_extended_metadata",
+        "_phase",
+        "_seq",
+        "_seq_free",
+        "affected_rows",
+        "binary",
+        "capabilities",
+        "columns",
+        "command",
+        "error",
+        "fetch_columns",
+        "infile_request",
+        "last_insert_id",
+        "last_ok",
+        "params",
+        "prepare_ok",
+        "result_sets",
+        "rows",
+        "status_flags",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        command: int,
+        capabilities: Capability,
+        *,
+        first_seq: int = 1,
+        execute_flags: CursorType = CursorType.CURSOR_TYPE_NO_CURSOR,
+        mariadb_capabilities: int = 0,
+    ) -> None:
+        self.command = command
+        self.capabilities = capabilities
+        self._deprecate_eof = bool(capabilities & Capability.CLIENT_DEPRECATE_EOF)
+        self._seq = first_seq & 0xFF
+        # only to read captures of MariaDB clients: the gateway never offers the extension
+        self._extended_metadata = bool(
+            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_EXTENDED_METADATA
+        )
+        self._cache_metadata = bool(
+            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_CACHE_METADATA
+        )
+        self._seq_free = False
+        self._continuing = False
+        self._cursor = bool(execute_flags & CursorType.CURSOR_TYPE_READ_ONLY)
+        self._column_index = 0
+        self._columns_expected = 0
+        self.binary = command in (Command.COM_STMT_EXECUTE, Command.COM_STMT_FETCH)
+        self.rows = 0
+        self.affected_rows = 0
+        self.last_insert_id = 0
+        self.warnings = 0
+        self.result_sets = 0
+        self.status_flags = ServerStatus(0)
+        self.error: ErrPacket | None = None
+        self.last_ok: OkPacket | None = None
+        """The last OK (session-state changes, info) of the response, when it had one."""
+        self.columns: list[ColumnDefinition41] = []
+        """Column definitions of the current result set (or of a prepared statement)."""
+        self.params: list[ColumnDefinition41] = []
+        self.prepare_ok: StmtPrepareOk | None = None
+        self.infile_request: LocalInfileRequest | None = None
+        self.fetch_columns: tuple[BinaryColumn, ...] = ()
+        """For COM_STMT_FETCH (no column definitions in the response): the cursor's columns."""
+        if command in _NO_RESPONSE:
+            self._phase = _P.DONE
+        elif command in _RESULT_SET:
+            self._phase = _P.FIRST
+        elif command == Command.COM_STMT_PREPARE:
+            self._phase = _P.PREPARE_FIRST
+        elif command == Command.COM_STMT_FETCH:
+            self._phase = _P.ROWS
+        elif command == Command.COM_FIELD_LIST:
+            self._phase = _P.FIELD_LIST
+        elif command == Command.COM_STATISTICS:
+            self._phase = _P.STATISTICS
+        elif command in _STATUS_ONLY:
+            self._phase = _P.STATUS
+        else:
+            raise LocalProtocolError(
+                f"the response to command 0x{command:02x} cannot be tracked; refuse it",
+                error_code=ErrorCode.ER_UNKNOWN_COM_ERROR,
+            )
+
+    def binary_row_columns(self) -> tuple[BinaryColumn, ...]:
+        """(type, unsigned) per column for ``rows.decode_binary_row`` on this response's rows."""
+        return binary_columns(self.columns) if self.columns else self.fetch_columns
+
+    @property
+    def phase(self) -> ResponsePhase:
+        return self._phase
+
+    @property
+    def complete(self) -> bool:
+        return self._phase is _P.DONE
+
+    @property
+    def next_seq(self) -> int:
+        """Sequence id the next packet of this response must carry."""
+        return self._seq
+
+    def classify_payload(self, payload: bytes, seq: int | None = None) -> PacketKind:
+        """Classify a whole payload (not on the hot path: it frames a copy)."""
+        data, _ = frame(payload, self._seq if seq is None else seq)
+        pos = 0
+        kind = PacketKind.NEED_MORE
+        while pos < len(data):
+            kind = self.classify(data, pos)
+            pos += HEADER_SIZE + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+        return kind
+
+    def classify(self, buf: Buffer, pos: int, end: int | None = None) -> PacketKind:
+        """Classify the packet whose header is at ``buf[pos]``; ``end`` bounds the valid bytes.
+
+        Rows and continuations need only the header and the first payload byte; everything
+        else needs the whole packet, or ``NEED_MORE`` is returned with nothing changed.
+        """
+        if end is None:
+            end = len(buf)
+        if end - pos < HEADER_SIZE:
+            return PacketKind.NEED_MORE
+        phase = self._phase
+        if phase is _P.DONE:
+            raise RemoteProtocolError("packet after the end of the response")
+        length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        seq = buf[pos + 3]
+        if seq != self._seq and not self._seq_free:
+            raise RemoteProtocolError(
+                f"packet sequence {seq}, expected {self._seq}",
+                error_code=ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER,
+            )
+        if self._continuing:
+            self._advance(seq, length)
+            return PacketKind.CONTINUATION
+        if length == 0:
+            if phase is _P.STATISTICS:
+                self._advance(seq, length)
+                self._phase = _P.DONE
+                return PacketKind.STATISTICS
+            raise RemoteProtocolError("empty packet in a response")
+        if end - pos <= HEADER_SIZE:
+            return PacketKind.NEED_MORE
+        first = buf[pos + HEADER_SIZE]
+        if phase is _P.ROWS and first != ERR_HEADER and not self._is_terminator(first, length):
+            self._advance(seq, length)
+            self.rows += 1
+            return PacketKind.ROW
+        stop = pos + HEADER_SIZE + length
+        if stop > end:
+            return PacketKind.NEED_MORE
+        payload = bytes(buf[pos + HEADER_SIZE : stop])
+        kind = self._decode(phase, first, payload)
+        self._advance(seq, length)
+        return kind
+
+    def _advance(self, seq: int, length: int) -> None:
+        self._seq = (seq + 1) & 0xFF
+        self._seq_free = False
+        self._continuing = length == MAX_PACKET_PAYLOAD
+
+    def _is_terminator(self, first: int, length: int) -> bool:
+        if first != EOF_HEADER:
+            return False
+        return length < (MAX_PACKET_PAYLOAD if self._deprecate_eof else EOF_MAX_PAYLOAD)
+
+    def _decode(self, phase: ResponsePhase, first: int, payload: bytes) -> PacketKind:
+        if first == ERR_HEADER and phase is not _P.STATISTICS:
+            self.error = ErrPacket.decode(payload)
+            self._phase = _P.DONE
+            return PacketKind.ERR
+        if phase is _P.FIRST or phase is _P.INFILE_RESULT:
+            return self._decode_first(phase, first, payload)
+        if phase is _P.COLUMNS or phase is _P.PREPARE_PARAMS or phase is _P.PREPARE_COLUMNS:
+            return self._decode_definition(phase, payload)
+        if (
+            phase is _P.COLUMNS_EOF
+            or phase is _P.PREPARE_PARAMS_EOF
+            or phase is _P.PREPARE_COLUMNS_EOF
+        ):
+            eof = EofPacket.decode(payload, self.capabilities)
+            self.status_flags = eof.status_flags
+            if phase is _P.PREPARE_PARAMS_EOF:
+                self._start_prepare_columns()
+            elif phase is _P.PREPARE_COLUMNS_EOF or (
+                self._cursor and eof.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
+            ):
+                self._phase = _P.DONE
+            else:
+                self._phase = _P.ROWS
+            return PacketKind.INTERMEDIATE_EOF
+        if phase is _P.ROWS or phase is _P.FIELD_LIST:
+            if self._is_terminator(first, len(payload)):
+                return self._terminate(payload)
+            if phase is _P.FIELD_LIST:
+                self.columns.append(
+                    ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
+                )
+                return PacketKind.COLUMN_DEFINITION
+            raise RemoteProtocolError("unexpected packet among rows")  # unreachable for rows
+        if phase is _P.PREPARE_FIRST:
+            ok = StmtPrepareOk.decode(payload)
+            self.prepare_ok = ok
+            self.warnings = ok.warning_count
+            if ok.num_params:
+                self._columns_expected = ok.num_params
+                self._column_index = 0
+                self._phase = _P.PREPARE_PARAMS
+            else:
+                self._start_prepare_columns()
+            return PacketKind.PREPARE_OK
+        if phase is _P.STATUS:
+            if first == OK_HEADER:
+                self._absorb_ok(OkPacket.decode(payload, self.capabilities))
+                self._phase = _P.DONE
+                return PacketKind.OK
+            if self._is_terminator(first, len(payload)):
+                return self._terminate(payload)
+            raise RemoteProtocolError(f"expected OK or ERR, got header 0x{first:02x}")
+        # STATISTICS: a plain human-readable string
+        self._phase = _P.DONE
+        return PacketKind.STATISTICS
+
+    def _decode_first(self, phase: ResponsePhase, first: int, payload: bytes) -> PacketKind:
+        if first == OK_HEADER:
+            ok = OkPacket.decode(payload, self.capabilities)
+            self._absorb_ok(ok)
+            self._after_result(ok.status_flags)
+            return PacketKind.OK
+        if phase is _P.INFILE_RESULT:
+            raise RemoteProtocolError("expected OK or ERR after LOCAL INFILE data")
+        if first == LOCAL_INFILE_HEADER:
+            self.infile_request = LocalInfileRequest.decode(payload)
+            self._phase = _P.INFILE_RESULT
+            self._seq_free = True  # the client's file packets took sequence ids we never saw
+            return PacketKind.LOCAL_INFILE_REQUEST
+        r = PacketReader(payload)
+        count = r.int_lenenc()
+        metadata_follows = r.int1() if self._cache_metadata else 1
+        r.check_end()
+        if count == 0:
+            raise RemoteProtocolError("result set with no columns")
+        self.result_sets += 1
+        self._columns_expected = count
+        self._column_index = 0
+        if metadata_follows:
+            self.columns = []
+            self._phase = _P.COLUMNS
+        else:  # the client cached the definitions: keep the last ones
+            self._phase = _P.ROWS if self._deprecate_eof else _P.COLUMNS_EOF
+        return PacketKind.COLUMN_COUNT
+
+    def _decode_definition(self, phase: ResponsePhase, payload: bytes) -> PacketKind:
+        column = ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
+        self._column_index += 1
+        done = self._column_index >= self._columns_expected
+        if phase is _P.PREPARE_PARAMS:
+            self.params.append(column)
+            if done:
+                if self._deprecate_eof:
+                    self._start_prepare_columns()
+                else:
+                    self._phase = _P.PREPARE_PARAMS_EOF
+            return PacketKind.PARAM_DEFINITION
+        self.columns.append(column)
+        if done:
+            if phase is _P.PREPARE_COLUMNS:
+                self._phase = _P.DONE if self._deprecate_eof else _P.PREPARE_COLUMNS_EOF
+            else:
+                self._phase = _P.ROWS if self._deprecate_eof else _P.COLUMNS_EOF
+        return PacketKind.COLUMN_DEFINITION
+
+    def _start_prepare_columns(self) -> None:
+        assert self.prepare_ok is not None
+        self._column_index = 0
+        self._columns_expected = self.prepare_ok.num_columns
+        self._phase = _P.PREPARE_COLUMNS if self._columns_expected else _P.DONE
+
+    def _terminate(self, payload: bytes) -> PacketKind:
+        if self._deprecate_eof:
+            ok = OkPacket.decode(payload, self.capabilities)
+            self.last_ok = ok
+            self.warnings += ok.warnings
+            status = ok.status_flags
+            kind = PacketKind.OK
+        else:
+            eof = EofPacket.decode(payload, self.capabilities)
+            self.warnings += eof.warnings
+            status = eof.status_flags
+            kind = PacketKind.EOF
+        self.status_flags = status
+        self._after_result(status)
+        return kind
+
+    def _absorb_ok(self, ok: OkPacket) -> None:
+        self.last_ok = ok
+        self.affected_rows += ok.affected_rows
+        if ok.last_insert_id:
+            self.last_insert_id = ok.last_insert_id
+        self.warnings += ok.warnings
+        self.status_flags = ok.status_flags
+
+    def _after_result(self, status: ServerStatus) -> None:
+        more = status & ServerStatus.SERVER_MORE_RESULTS_EXISTS
+        if more and self.command in _RESULT_SET:
+            self._phase = _P.FIRST
+        else:
+            self._phase = _P.DONE
