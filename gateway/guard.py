@@ -27,7 +27,8 @@ from gateway.live import LiveViews
 from gateway.policy.engine import CommandRequest, Decision, decide
 from gateway.policy.model import Action, Policy, Protocol, SessionKind
 from gateway.policy.shell import classify_shell
-from gateway.policy.sql import DEFAULT_SQL_MODE, SqlMode, SqlTokenError, classify_sql, normalize_sql
+from gateway.policy.sql import classify_sql, normalize_sql
+from gateway.policy.sql_tokens import DEFAULT_SQL_MODE, SqlMode, SqlTokenError
 from gateway.session import SessionLog
 from gateway.writer import EventWriter
 
