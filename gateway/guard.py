@@ -171,6 +171,50 @@ class Guard:
             max_hold=max_hold,
         )
 
+    async def record_protocol(
+        self,
+        *,
+        log: SessionLog,
+        identity: Identity,
+        kind: str,
+        text: str,
+        params: list[object] | None,
+        rule: str,
+    ) -> Verdict:
+        """A command that runs no new statement text (ping, fetch, executing a statement
+        decided at PREPARE): recorded, decided by ``rule``, forwarded."""
+        seq = log.next_seq()
+        decision = Decision(
+            action=Action.ALLOW,
+            rule=rule,
+            reason="protocol command" if rule == "protocol" else "statement decided at PREPARE",
+        )
+        c = _Command(
+            log=log,
+            seq=seq,
+            decision=decision,
+            kinds=[],
+            tables=[],
+            received=log.event(
+                Session.CommandReceived,
+                actor=identity.subject,
+                seq=seq,
+                kind=kind,
+                text=text,
+                params=params,
+            ),
+        )
+        try:
+            await self.writer.write([c.received, c.decided(), c.forwarded()])
+        except StoreError as exc:
+            log_store_failure(exc)
+            return c.verdict(
+                forward=False,
+                code="store_unavailable",
+                message="wardgate: the audit store is unavailable; command refused",
+            )
+        return c.verdict(forward=True)
+
     # -- the pipeline ---------------------------------------------------------------------
 
     async def _check(

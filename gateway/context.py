@@ -1,0 +1,54 @@
+"""What every listener shares: the composition the server builds once and hands down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from events.domain import DomainEvent, SessionControl
+from events.store import EventStore
+from gateway.guard import Guard
+from gateway.identity import TokenVerifier
+from gateway.live import LiveViews
+from gateway.vault import Vault
+from gateway.writer import EventWriter
+
+Terminator = Callable[[str, str], None]
+"""Called with (operator, reason) when an operator ends the session."""
+
+
+class SessionRegistry:
+    """The sessions this node serves, so that an operator's request can end them."""
+
+    def __init__(self) -> None:
+        self._live: dict[str, Terminator] = {}
+
+    def add(self, session_id: uuid.UUID, terminate: Terminator) -> None:
+        self._live[str(session_id)] = terminate
+
+    def remove(self, session_id: uuid.UUID) -> None:
+        self._live.pop(str(session_id), None)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def on_events(self, page: list[tuple[int, DomainEvent]]) -> None:
+        for _, event in page:
+            if isinstance(event, SessionControl.TerminationRequested):
+                terminate = self._live.get(event.session_id)
+                if terminate is not None:
+                    terminate(event.actor, event.reason)
+
+
+@dataclass(slots=True, kw_only=True)
+class GatewayContext:
+    node: str
+    store: EventStore
+    writer: EventWriter
+    views: LiveViews
+    guard: Guard
+    verifier: TokenVerifier
+    vault: Vault
+    sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    masking: object | None = None

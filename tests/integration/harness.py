@@ -1,0 +1,153 @@
+"""Run a real gateway (trio, in a background thread) against the local MariaDB, with the
+development IdP as token issuer, for integration tests that use blocking real clients."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import trio
+
+from events.store import EventStore
+from gateway.config import Settings, load_settings
+from gateway.devidp import DevIdP
+from gateway.server import Gateway, Started
+from gateway.vault import Vault
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+APP_USER, APP_PASSWORD = "wg_app", "wg-app-Secret-1"
+
+
+def mariadb(database: str | None = None) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+    return pymysql.connect(**MARIADB, database=database, autocommit=True)  # type: ignore[arg-type]
+
+
+def ensure_app_user(database: str) -> None:
+    """A MariaDB account the gateway logs in with (the agent never learns it)."""
+    with mariadb() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        cur.execute(
+            f"CREATE USER IF NOT EXISTS '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'"
+        )
+        cur.execute(
+            f"CREATE USER IF NOT EXISTS '{APP_USER}'@'localhost' IDENTIFIED BY '{APP_PASSWORD}'"
+        )
+        cur.execute(f"GRANT ALL ON `{database}`.* TO '{APP_USER}'@'127.0.0.1'")
+        cur.execute(f"GRANT ALL ON `{database}`.* TO '{APP_USER}'@'localhost'")
+        cur.execute("GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'wg_app'@'127.0.0.1'")
+
+
+@dataclass
+class RunningGateway:
+    settings: Settings
+    idp: DevIdP
+    ports: dict[str, int]
+    started: Started
+    data_dir: Path
+
+    def token(
+        self, subject: str = "agent-7", groups: tuple[str, ...] = ("agents",), ttl: int = 600
+    ) -> str:
+        return self.idp.issue_token(subject, groups, ttl)
+
+    def connect(self, token: str | None = None, target: str = "shop", **kw: object):  # type: ignore[no-untyped-def]
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.ports[target],
+            user="agent",
+            password=token if token is not None else self.token(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def store(self) -> EventStore:
+        return EventStore(self.settings.store)
+
+
+@contextmanager
+def running_gateway(
+    tmp_path: Path,
+    *,
+    policy: str,
+    database: str = "wg_it",
+    store_url: str | None = None,
+    extra: str = "",
+    idp: DevIdP | None = None,
+) -> Iterator[RunningGateway]:
+    ensure_app_user(database)
+    data_dir = tmp_path / f"gw-{uuid.uuid4().hex[:6]}"
+    data_dir.mkdir()
+    own_idp = idp is None
+    if idp is None:
+        idp = DevIdP(data_dir / "idp")
+        idp.start()
+    policy_file = data_dir / "policy.toml"
+    policy_file.write_text(policy)
+    store_line = f'url = "{store_url}"' if store_url else ""
+    config = data_dir / "wardgate.toml"
+    config.write_text(
+        f"""
+[gateway]
+node = "test-node"
+data_dir = "{data_dir}"
+
+[store]
+{store_line}
+
+[identity]
+issuer = "{idp.url}"
+audience = "wardgate"
+
+[policy]
+file = "{policy_file}"
+
+[[mysql]]
+name = "shop"
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:3306"
+credential = "shop"
+max_hold = "3s"
+{extra}
+"""
+    )
+    settings = load_settings(config, env={})
+    Vault.open(data_dir, {}, create=True).set(
+        name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
+    )
+    results: queue.Queue[object] = queue.Queue()
+    holder: dict[str, object] = {}
+
+    async def main() -> None:
+        holder["token"] = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            holder["scope"] = scope
+            async with trio.open_nursery() as nursery:
+                started = await nursery.start(Gateway(settings).run)
+                results.put(started)
+
+    def thread_main() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:
+            results.put(exc)
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    got = results.get(timeout=30)
+    if isinstance(got, BaseException):
+        raise got
+    assert isinstance(got, Started)
+    try:
+        yield RunningGateway(
+            settings=settings, idp=idp, ports=got.ports, started=got, data_dir=data_dir
+        )
+    finally:
+        trio.from_thread.run_sync(holder["scope"].cancel, trio_token=holder["token"])  # type: ignore[attr-defined]
+        thread.join(15)
+        if own_idp:
+            idp.stop()
