@@ -40,6 +40,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
     Mapper,
+    Notification,
     PersistenceError,
 )
 from eventsourcing.utils import Environment, resolve_topic
@@ -344,6 +345,18 @@ class EventStore:
             setattr_(event, "__dict__", data)
             out.append((nid, event))
         return out
+
+    def read_kinds(
+        self, classes: Sequence[type[DomainEvent]], after: int = 0, limit: int = 1000
+    ) -> list[tuple[int, DomainEvent]]:
+        """Only events of these classes (filtered by topic in the database)."""
+        topics = [f"{c.__module__}:{c.__qualname__}" for c in classes]
+        rows: Sequence[Notification] = self._guard(
+            lambda: self.recorder.select_notifications(
+                start=after, limit=limit, topics=topics, inclusive_of_start=False
+            )
+        )
+        return [(n.id, self.decode(n)) for n in rows]
 
     def iter_events(self, after: int = 0, batch: int = 2000) -> Iterator[tuple[int, DomainEvent]]:
         while True:

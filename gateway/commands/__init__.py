@@ -9,4 +9,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.store",
     "gateway.commands.vault",
     "gateway.commands.identity",
+    "gateway.commands.serve",
+    "gateway.commands.policy",
+    "gateway.commands.approvals",
 )

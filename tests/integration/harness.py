@@ -77,6 +77,7 @@ def running_gateway(
     database: str = "wg_it",
     store_url: str | None = None,
     extra: str = "",
+    max_hold: str = "8s",
     idp: DevIdP | None = None,
 ) -> Iterator[RunningGateway]:
     ensure_app_user(database)
@@ -111,7 +112,7 @@ name = "shop"
 listen = "127.0.0.1:0"
 upstream = "127.0.0.1:3306"
 credential = "shop"
-max_hold = "3s"
+max_hold = "{max_hold}"
 {extra}
 """
     )

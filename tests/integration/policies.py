@@ -20,6 +20,14 @@ protocol = "mysql"
 statements = ["DDL:DROP", "DDL:TRUNCATE"]
 
 [[rule]]
+name = "hold-deletes-briefly"
+action = "review"
+protocol = "mysql"
+statements = ["DELETE"]
+approver_groups = ["oncall"]
+expiry = "1s"
+
+[[rule]]
 name = "hold-writes"
 action = "review"
 protocol = "mysql"
