@@ -12,4 +12,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.serve",
     "gateway.commands.policy",
     "gateway.commands.approvals",
+    "gateway.commands.demo",
 )

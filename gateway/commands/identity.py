@@ -146,6 +146,19 @@ def run_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch_dev_token(directory: Path, subject: str, groups: list[str], ttl: float = 600) -> str:
+    """A token from the dev IdP running on ``directory`` (what `wardgate token` prints)."""
+    store = DevStore(directory)
+    secret = store.admin_secret(create=False)
+    if secret is None:
+        raise UserError(f"no dev IdP in {directory}")
+    url = store.read_issuer() or f"http://127.0.0.1:{DEFAULT_PORT}"
+    answer = _post_admin(
+        url, "/dev/token", secret, {"subject": subject, "groups": groups, "ttl": ttl}
+    )
+    return str(answer["access_token"])
+
+
 def _rotate_running(directory: Path) -> bool:
     store = DevStore(directory)
     url, secret = store.read_issuer(), store.admin_secret(create=False)
