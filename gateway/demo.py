@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import os
 import secrets
 import shutil
 import sys
@@ -31,7 +32,7 @@ from gateway.vault import Vault
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"
-DEMO_DB = "wardgate_demo"
+DEMO_DB = os.environ.get("WARDGATE_DEMO_DATABASE", "wardgate_demo")
 DEMO_USER = "wg_demo"
 
 logger = logging.getLogger("wardgate.demo")
@@ -138,7 +139,8 @@ def seed_mariadb(options: DemoOptions, vault: Vault) -> str | None:
 
 
 def _statements(sql: str) -> list[str]:
-    return [s.strip() for s in sql.split(";\n") if s.strip() and not s.strip().startswith("--")]
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
 
 
 def write_settings(options: DemoOptions, data: Path, *, with_mysql: bool) -> Path:
@@ -171,6 +173,9 @@ audience = "wardgate"
 
 [operators]
 policy_groups = ["admins"]
+
+[demo]
+database = "{DEMO_DB}"
 
 [policy]
 file = "{policy}"
