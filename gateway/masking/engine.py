@@ -28,6 +28,9 @@ from gateway.masking.detectors import (
 from gateway.masking.profile import MaskingProfile
 from gateway.masking.strategies import StrategySpec, redacted, render
 
+# No built-in pattern looks further than this many bytes past the end of its match.
+_LOOKAHEAD = 4
+
 
 class _Cursor:
     """The first valid finding of one family at or after a position, for one buffer."""
@@ -84,6 +87,15 @@ class _Cursor:
 
     def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
         alternatives = self._family.alternatives
+        if self._family.run:
+            start = low + len(buf[low:hit].rstrip(self._family.run))
+            for alt in alternatives:
+                m = alt.pattern.match(buf, start)
+                if m is not None:
+                    found = alt.validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
+            return None
         start = low
         while start <= hit:
             if self._family.back:
@@ -97,6 +109,13 @@ class _Cursor:
                 if best < 0:
                     return None
                 start = best
+                if len(alternatives) == 1 and m is not None and m.end() + _LOOKAHEAD <= endpos:
+                    # The window did not cut this match short: it is the exact match.
+                    found = alternatives[0].validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
+                    start += 1
+                    continue
             for alt in alternatives:
                 m = alt.pattern.match(buf, start)
                 if m is not None:
@@ -110,7 +129,7 @@ class _Cursor:
 class Engine:
     """A profile compiled for scanning: families, strategies and the hash key."""
 
-    __slots__ = ("_families", "_key", "_specs", "profile")
+    __slots__ = ("_families", "_gates", "_key", "_specs", "profile")
 
     def __init__(self, profile: MaskingProfile) -> None:
         self.profile = profile
@@ -118,6 +137,7 @@ class Engine:
         for pattern in profile.custom_patterns:
             families.append(custom_family(pattern.name, pattern.compile(), pattern.max_length))
         self._families = tuple(families)
+        self._gates = tuple((family, family.gates) for family in families)
         self._key = profile.hash_key
         self._specs: dict[str, StrategySpec] = {}
 
@@ -127,8 +147,10 @@ class Engine:
             spec = self._specs[kind] = self.profile.strategy_for(kind)
         return spec
 
-    def cursors(self, views: Views) -> list[_Cursor]:
-        return [_Cursor(family, views) for family in self._families]
+    def cursors(self, views: Views, families: tuple[Family, ...] | None = None) -> list[_Cursor]:
+        return [
+            _Cursor(family, views) for family in (self._families if families is None else families)
+        ]
 
     @staticmethod
     def next_finding(cursors: list[_Cursor], pos: int) -> Finding | None:
@@ -139,19 +161,47 @@ class Engine:
                 best = found
         return best
 
-    def has_candidate(self, buf: bytes) -> bool:
-        """Cheap test: False means no detector can match anywhere in ``buf``."""
-        views = Views(buf)
-        for family in self._families:
-            if family.finder is not None:
-                if family.finder.search(buf) is not None:
-                    return True
+    def active(self, views: Views) -> tuple[Family, ...]:
+        """The families whose gate literals occur in the buffer. Plain ``in`` tests: on a
+        large buffer they run at memory speed, where one regex of alternatives would try
+        every position."""
+        hay = {"buf": views.buf, "t": views.t, "low": views.low}
+        hit: list[Family] = []
+        for family, gates in self._gates:
+            if not gates:
+                hit.append(family)
                 continue
-            hay = views.get(family.view)
-            for literal in family.literals:
-                if literal in hay:
-                    return True
-        return False
+            for view, literal in gates:
+                if literal in hay[view]:
+                    hit.append(family)
+                    break
+        return tuple(hit)
+
+    def findings(self, buf: bytes) -> list[Finding]:
+        """Every finding of a complete text, in order, PEM blocks extended over their body."""
+        views = Views(buf)
+        families = self.active(views)
+        if not families:
+            return []
+        cursors = self.cursors(views, families)
+        pos = 0
+        out: list[Finding] = []
+        while True:
+            found = self.next_finding(cursors, pos)
+            if found is None:
+                return out
+            if found.block:
+                body = PEM_BODY_RX.match(buf, found.end)
+                end = found.end if body is None else body.end()
+                found = Finding(
+                    start=found.start,
+                    end=end,
+                    kind=found.kind,
+                    value_start=found.start,
+                    value_end=end,
+                )
+            out.append(found)
+            pos = found.end
 
     def replacement(self, kind: str, value: bytes) -> bytes | None:
         return render(self.spec(kind), kind, value, self._key)
@@ -159,28 +209,26 @@ class Engine:
     def mask(self, buf: bytes) -> tuple[bytes, list[str], bool] | None:
         """Mask a complete value: (masked bytes, detected kinds, a null strategy fired), or
         None when nothing was detected."""
-        views = Views(buf)
-        cursors = self.cursors(views)
-        pos = 0
+        found = self.findings(buf)
+        if not found:
+            return None
+        return self.apply(buf, found, 0, len(buf))
+
+    def apply(
+        self, buf: bytes, found: list[Finding], start: int, end: int
+    ) -> tuple[bytes, list[str], bool]:
+        """Replace ``found`` (all inside ``buf[start:end]``) and return that slice masked."""
         parts: list[bytes] = []
         kinds: list[str] = []
         nulled = False
-        while True:
-            found = self.next_finding(cursors, pos)
-            if found is None:
-                break
-            end, value_end = found.end, found.value_end
-            if found.block:
-                body = PEM_BODY_RX.match(buf, found.end)
-                end = value_end = found.end if body is None else body.end()
-            out = self.replacement(found.kind, buf[found.value_start : value_end])
+        pos = start
+        for f in found:
+            out = self.replacement(f.kind, buf[f.value_start : f.value_end])
             if out is None:
                 nulled = True
-                out = redacted(self.spec(found.kind), found.kind)
-            parts += (buf[pos : found.value_start], out, buf[value_end:end])
-            kinds.append(found.kind)
-            pos = end
-        if not kinds:
-            return None
-        parts.append(buf[pos:])
+                out = redacted(self.spec(f.kind), f.kind)
+            parts += (buf[pos : f.value_start], out, buf[f.value_end : f.end])
+            kinds.append(f.kind)
+            pos = f.end
+        parts.append(buf[pos:end])
         return b"".join(parts), kinds, nulled

@@ -15,7 +15,9 @@ in an INT column would break clients that parse it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 
 from gateway.masking.columns import ColumnInfo, ColumnRule
 from gateway.masking.engine import Engine
@@ -24,6 +26,9 @@ from gateway.masking.profile import MaskingProfile
 from gateway.masking.strategies import render
 
 _ERROR = b"[REDACTED:error]"
+# Values of a row are scanned as one buffer joined by NUL, which no built-in pattern matches
+# (custom patterns might, so profiles with custom patterns scan value by value).
+_SEPARATOR = b"\x00"
 
 
 class RowMasker:
@@ -45,6 +50,7 @@ class RowMasker:
                 self._rules.append((i, rule))
             elif column.is_text:
                 self._scan.append(i)
+        self._per_value = bool(profile.custom_patterns)
         self.counts: dict[str, int] = {}
         self.column_counts: dict[str, int] = {}
 
@@ -55,24 +61,71 @@ class RowMasker:
         every value of that row is replaced instead (text by ``[REDACTED:error]``, others by
         NULL). Never returns an unmasked detected value.
         """
-        if len(values) != len(self._columns):
-            raise MaskingError(f"row has {len(values)} values for {len(self._columns)} columns")
+        return self.mask_rows([values])[0]
+
+    def mask_rows(self, rows: Sequence[list[bytes | None]]) -> list[list[bytes | None] | None]:
+        """:meth:`mask_row` for several rows at once (for example all complete rows of one
+        read): the same results, at a fraction of the per-row cost, because the pre-filters
+        and scanners run once over all rows. In best-effort mode a failure replaces every
+        row of the batch."""
+        width = len(self._columns)
+        for values in rows:
+            if len(values) != width:
+                raise MaskingError(f"row has {len(values)} values for {width} columns")
         try:
-            return self._mask(values)
+            return self._mask(rows)
         except Exception as exc:
             if self._profile.strict:
                 raise MaskingError(f"row masking failed: {exc.__class__.__name__}") from exc
             self._bump(self.counts, "error")
             return [
-                None if v is None or not c.is_text else _ERROR
-                for v, c in zip(values, self._columns, strict=True)
+                [
+                    None if v is None or not c.is_text else _ERROR
+                    for v, c in zip(values, self._columns, strict=True)
+                ]
+                for values in rows
             ]
 
     @staticmethod
     def _bump(counter: dict[str, int], key: str) -> None:
         counter[key] = counter.get(key, 0) + 1
 
-    def _mask(self, values: list[bytes | None]) -> list[bytes | None] | None:
+    def _mask(self, rows: Sequence[list[bytes | None]]) -> list[list[bytes | None] | None]:
+        results: list[list[bytes | None] | None] = [None] * len(rows)
+        if self._rules:
+            for r, values in enumerate(rows):
+                results[r] = self._apply_rules(values)
+        scan = self._scan
+        if not scan or not rows:
+            return results
+        # NULLs join as empty values; they never hold a finding.
+        texts = [values[i] or b"" for values in rows for i in scan]
+        joined = _SEPARATOR.join(texts)
+        if self._per_value or joined.count(_SEPARATOR) != len(texts) - 1:
+            for r, values in enumerate(rows):
+                results[r] = self._mask_each(values, results[r])
+            return results
+        found = self._engine.findings(joined)
+        if not found:
+            return results
+        starts = list(accumulate((len(t) + 1 for t in texts), initial=0))
+        k = 0
+        while k < len(found):
+            index = bisect_right(starts, found[k].start) - 1
+            lo, hi = starts[index], starts[index + 1] - 1
+            mine = []
+            while k < len(found) and found[k].start < hi:
+                if found[k].end > hi:  # only a custom pattern could; none run here
+                    raise MaskingError("a finding crosses a value boundary")
+                mine.append(found[k])
+                k += 1
+            r, c = divmod(index, len(scan))
+            results[r] = self._store(
+                rows[r], results[r], scan[c], self._engine.apply(joined, mine, lo, hi)
+            )
+        return results
+
+    def _apply_rules(self, values: list[bytes | None]) -> list[bytes | None] | None:
         out: list[bytes | None] | None = None
         key = self._profile.hash_key
         for i, rule in self._rules:
@@ -85,22 +138,32 @@ class RowMasker:
             out[i] = render(rule.strategy, rule.kind, value, key) if column.is_text else None
             self._bump(self.counts, rule.kind)
             self._bump(self.column_counts, column.label)
-        engine = self._engine
-        texts = [v for i in self._scan if (v := values[i]) is not None]
-        if not texts or not engine.has_candidate(b"\n".join(texts)):
-            return out
+        return out
+
+    def _mask_each(
+        self, values: list[bytes | None], out: list[bytes | None] | None
+    ) -> list[bytes | None] | None:
         for i in self._scan:
             value = values[i]
             if value is None:
                 continue
-            masked = engine.mask(value)
-            if masked is None:
-                continue
-            new, kinds, nulled = masked
-            if out is None:
-                out = list(values)
-            out[i] = None if nulled else new
-            for kind in kinds:
-                self._bump(self.counts, kind)
-            self._bump(self.column_counts, self._columns[i].label)
+            masked = self._engine.mask(value)
+            if masked is not None:
+                out = self._store(values, out, i, masked)
+        return out
+
+    def _store(
+        self,
+        values: list[bytes | None],
+        out: list[bytes | None] | None,
+        i: int,
+        masked: tuple[bytes, list[str], bool],
+    ) -> list[bytes | None]:
+        new, kinds, nulled = masked
+        if out is None:
+            out = list(values)
+        out[i] = None if nulled else new
+        for kind in kinds:
+            self._bump(self.counts, kind)
+        self._bump(self.column_counts, self._columns[i].label)
         return out

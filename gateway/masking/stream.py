@@ -134,7 +134,8 @@ class StreamMasker:
             pos = resume
         limit = len(buf) if final else self._hold_point(buf, pos)
         engine = self._engine
-        cursors = engine.cursors(Views(buf))
+        views = Views(buf)
+        cursors = engine.cursors(views, engine.active(views))
         while True:
             found = engine.next_finding(cursors, pos)
             if found is None or found.start >= limit:

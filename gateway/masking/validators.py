@@ -47,9 +47,6 @@ IBAN_LENGTHS: dict[bytes, int] = {
     b"TL": 23, b"TN": 24, b"TR": 26, b"UA": 29, b"VA": 22, b"VG": 24, b"XK": 20,
 }  # fmt: skip
 
-# Top-level domains that are really file extensions: "icon@2x.png" is an asset, not a mailbox.
-_FILE_TLDS = frozenset({b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico"})
-
 
 def luhn_ok(digits: bytes) -> bool:
     """The Luhn checksum over ASCII digits (no separators)."""
@@ -107,20 +104,6 @@ def jwt_header_ok(segment: bytes) -> bool:
     except (binascii.Error, ValueError):
         return False
     return isinstance(header, dict) and isinstance(header.get("alg"), str)
-
-
-def email_ok(local: bytes, domain: bytes) -> bool:
-    """RFC 5321 shape checks that the pattern alone cannot express."""
-    if local[:1] == b"." or local[-1:] == b"." or b".." in local:
-        return False
-    labels = domain.split(b".")
-    if len(labels) < 2 or len(domain) > 253:
-        return False
-    for label in labels:
-        if not label or len(label) > 63 or label[:1] == b"-" or label[-1:] == b"-":
-            return False
-    tld = labels[-1]
-    return tld.isalpha() and 2 <= len(tld) <= 24 and tld.lower() not in _FILE_TLDS
 
 
 def digit_count(value: bytes) -> int:
