@@ -205,7 +205,9 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
     groups = text.split(bytes([seps.pop()]))
     if len(groups[0]) != 4:
         return None
-    for n in range(len(groups), 1, -1):
+    # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.
+    shortest = len(groups) if [len(g) for g in groups] == [4, 4, 4, 4, 3] else 2
+    for n in range(len(groups), shortest - 1, -1):
         chosen = groups[:n]
         if any(not 3 <= len(g) <= 6 for g in chosen[:-1]) or not 1 <= len(chosen[-1]) <= 6:
             continue
@@ -422,8 +424,8 @@ _GITHUB = Family(
     alternatives=(
         Alternative(kind=GITHUB_TOKEN, pattern=_GITHUB_RX, validate=_whole(GITHUB_TOKEN)),
     ),
-    finder=re.compile(rb"gh(?:[pousr]_|ithub_pat_)"),
-    gate=(("buf", b"gh"),),
+    finder=re.compile(rb"g(?:h[pousr]_|ithub_pat_)"),
+    gate=(("buf", b"gh"), ("buf", b"github_pat_")),
     reach=264,
 )
 _SLACK = Family(
