@@ -78,6 +78,11 @@ class StreamMasker:
         self._suppressing = False
         self.counts: dict[str, int] = {}
 
+    @property
+    def held(self) -> int:
+        """Bytes received but not yet released (never more than :data:`MAX_HOLD`)."""
+        return len(self._buf) - self._pos
+
     def feed(self, chunk: bytes) -> bytes:
         """Mask the next chunk; returns what can be released now (possibly empty)."""
         return self._guarded(chunk, final=False)
