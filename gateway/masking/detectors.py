@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from gateway.masking.validators import (
@@ -130,7 +130,8 @@ class Alternative:
 class Family:
     """Detectors sharing one hit finder.
 
-    ``literals`` are searched in ``view``; alternatively ``finder`` is a regex whose match
+    ``literals`` are searched in ``view``; alternatively ``finder`` is a regex (searched in
+    ``view``) whose match
     start is the hit. Every detectable value starts at most ``back`` bytes before a hit and
     is decided by at most ``reach`` bytes after it.
     """
@@ -142,16 +143,20 @@ class Family:
     finder: re.Pattern[bytes] | None = None
     back: int = 0
     reach: int = 64
-    # (view, literal) pairs, one of which occurs inside every detectable value; by default
-    # the family's literals. A family with neither (custom patterns) is always run.
-    gate: tuple[tuple[str, bytes], ...] = ()
+    # Per literal, a byte of the raw buffer it implies (b"" for none): a one-byte search
+    # (memchr) that saves a slower multi-byte search when that byte is absent.
+    pre: tuple[bytes, ...] = ()
+    # The literals as regexes: a regex with a literal prefix finds a short needle faster
+    # than bytes.find does on CPython 3.11 (measured 2-4x on terminal text).
+    literal_rx: tuple[re.Pattern[bytes], ...] = field(default=(), init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        compiled = tuple(re.compile(re.escape(literal)) for literal in self.literals)
+        object.__setattr__(self, "literal_rx", compiled)
+
     # When set, a value can only start where the run of these bytes that ends at the hit
     # starts (an e-mail's local part): one candidate start instead of a window search.
     run: bytes = b""
-
-    @property
-    def gates(self) -> tuple[tuple[str, bytes], ...]:
-        return self.gate or tuple((self.view, literal) for literal in self.literals)
 
 
 def _whole(kind: str) -> Validator:
@@ -242,6 +247,7 @@ _DIGITS = Family(
     ),
     view="t",
     literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", b"Pd"),
+    pre=(b"", b"", b"", b"+"),
     back=48,
     reach=64,
 )
@@ -313,7 +319,7 @@ _CONTEXT = Family(
         ),
     ),
     view="low",
-    literals=(b"ssn", b"ss#", b"social", b"secret"),
+    finder=re.compile(rb"s(?:sn|s\#|ocial|ecret)"),
     back=4,
     reach=96,
 )
@@ -399,14 +405,12 @@ _PEM = Family(
     name="pem",
     alternatives=(Alternative(kind=PRIVATE_KEY, pattern=PEM_BEGIN_RX, validate=_validate_pem),),
     finder=re.compile(rb"-----BEGIN "),
-    gate=(("buf", b"-----BEGIN "),),
     reach=160,
 )
 _JWT = Family(
     name="jwt",
     alternatives=(Alternative(kind=JWT, pattern=_JWT_RX, validate=_validate_jwt),),
     finder=re.compile(rb"eyJ"),
-    gate=(("buf", b"eyJ"),),
     reach=MAX_TOKEN + 8,
 )
 _CLOUD = Family(
@@ -416,7 +420,6 @@ _CLOUD = Family(
         Alternative(kind=GCP_API_KEY, pattern=_GCP_KEY_RX, validate=_whole(GCP_API_KEY)),
     ),
     finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)"),
-    gate=(("t", b"UUUU"), ("buf", b"AIza")),
     reach=48,
 )
 _GITHUB = Family(
@@ -425,14 +428,12 @@ _GITHUB = Family(
         Alternative(kind=GITHUB_TOKEN, pattern=_GITHUB_RX, validate=_whole(GITHUB_TOKEN)),
     ),
     finder=re.compile(rb"g(?:h[pousr]_|ithub_pat_)"),
-    gate=(("buf", b"gh"), ("buf", b"github_pat_")),
     reach=264,
 )
 _SLACK = Family(
     name="slack",
     alternatives=(Alternative(kind=SLACK_TOKEN, pattern=_SLACK_RX, validate=_whole(SLACK_TOKEN)),),
     finder=re.compile(rb"xox[abposre]-"),
-    gate=(("buf", b"xox"),),
     reach=264,
 )
 
@@ -476,7 +477,7 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 finder=family.finder,
                 back=family.back,
                 reach=family.reach,
-                gate=family.gate,
+                pre=family.pre,
                 run=family.run,
             )
         )

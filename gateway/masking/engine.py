@@ -39,8 +39,14 @@ class _Cursor:
 
     def __init__(self, family: Family, views: Views) -> None:
         self._family = family
+        self.reset(views)
+
+    def reset(self, views: Views) -> None:
+        """Start over on another buffer (cursors are reused: creating them costs more than
+        scanning a small chunk)."""
+        family = self._family
         self._views = views
-        self._hay = views.get(family.view) if family.literals else views.buf
+        self._hay = views.get(family.view)
         self._lit_next = [-2] * len(family.literals)
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
@@ -49,15 +55,24 @@ class _Cursor:
     def _hit(self, at: int) -> int:
         family = self._family
         if family.finder is not None:
-            m = family.finder.search(self._views.buf, at)
+            m = family.finder.search(self._hay, at)
             return -1 if m is None else m.start()
         best = -1
-        for i, literal in enumerate(family.literals):
+        for i, literal_rx in enumerate(family.literal_rx):
             known = self._lit_next[i]
             if known == -1 and at >= 0:
                 continue  # this literal does not occur any more
+            if (
+                known == -2
+                and family.pre
+                and family.pre[i]
+                and family.pre[i] not in self._views.buf
+            ):
+                self._lit_next[i] = -1
+                continue
             if known < at:
-                known = self._hay.find(literal, at)
+                m = literal_rx.search(self._hay, at)
+                known = -1 if m is None else m.start()
                 self._lit_next[i] = known
             if known >= 0 and (best < 0 or known < best):
                 best = known
@@ -129,7 +144,7 @@ class _Cursor:
 class Engine:
     """A profile compiled for scanning: families, strategies and the hash key."""
 
-    __slots__ = ("_families", "_gates", "_key", "_specs", "profile")
+    __slots__ = ("_families", "_key", "_pool", "_specs", "profile")
 
     def __init__(self, profile: MaskingProfile) -> None:
         self.profile = profile
@@ -137,9 +152,9 @@ class Engine:
         for pattern in profile.custom_patterns:
             families.append(custom_family(pattern.name, pattern.compile(), pattern.max_length))
         self._families = tuple(families)
-        self._gates = tuple((family, family.gates) for family in families)
         self._key = profile.hash_key
         self._specs: dict[str, StrategySpec] = {}
+        self._pool: list[_Cursor] = []
 
     def spec(self, kind: str) -> StrategySpec:
         spec = self._specs.get(kind)
@@ -148,9 +163,16 @@ class Engine:
         return spec
 
     def cursors(self, views: Views, families: tuple[Family, ...] | None = None) -> list[_Cursor]:
-        return [
-            _Cursor(family, views) for family in (self._families if families is None else families)
-        ]
+        """Cursors over ``views``; without ``families`` (all of them) the same cursor objects
+        are reset and returned each time, so the previous list must no longer be in use."""
+        if families is not None:
+            return [_Cursor(family, views) for family in families]
+        if not self._pool:
+            self._pool = [_Cursor(family, views) for family in self._families]
+        else:
+            for cursor in self._pool:
+                cursor.reset(views)
+        return self._pool
 
     @staticmethod
     def next_finding(cursors: list[_Cursor], pos: int) -> Finding | None:
@@ -162,17 +184,20 @@ class Engine:
         return best
 
     def active(self, views: Views) -> tuple[Family, ...]:
-        """The families whose gate literals occur in the buffer. Plain ``in`` tests: on a
-        large buffer they run at memory speed, where one regex of alternatives would try
-        every position."""
-        hay = {"buf": views.buf, "t": views.t, "low": views.low}
+        """The families whose hit finder hits somewhere in the buffer: for a small buffer
+        (a row) cheaper than creating a cursor for every family."""
         hit: list[Family] = []
-        for family, gates in self._gates:
-            if not gates:
-                hit.append(family)
+        buf = views.buf
+        for family in self._families:
+            hay = views.get(family.view)
+            if family.finder is not None:
+                if family.finder.search(hay) is not None:
+                    hit.append(family)
                 continue
-            for view, literal in gates:
-                if literal in hay[view]:
+            for i in range(len(family.literals)):
+                if family.pre and family.pre[i] and family.pre[i] not in buf:
+                    continue
+                if family.literal_rx[i].search(hay) is not None:
                     hit.append(family)
                     break
         return tuple(hit)

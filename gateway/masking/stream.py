@@ -139,8 +139,8 @@ class StreamMasker:
             pos = resume
         limit = len(buf) if final else self._hold_point(buf, pos)
         engine = self._engine
-        views = Views(buf)
-        cursors = engine.cursors(views, engine.active(views))
+        # Cursors search lazily, one pass per literal at most: no separate gate pass here.
+        cursors = engine.cursors(Views(buf))
         while True:
             found = engine.next_finding(cursors, pos)
             if found is None or found.start >= limit:
