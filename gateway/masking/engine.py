@@ -1,0 +1,259 @@
+"""The scanning engine shared by the row and stream maskers.
+
+Theory of operation
+-------------------
+``Engine.next_finding(cursors, pos)`` answers: which is the leftmost valid value starting at or
+after ``pos``? Each family (see ``detectors``) has a cursor that answers the same question for
+its own detectors; the engine takes the leftmost answer (ties go to the earlier family). A
+cursor finds the next *hit* of its pre-filter, tries every start between ``hit - back`` and the
+hit, and runs the exact patterns and checks only there. A start that failed is remembered
+(``tried``), and answers are cached while ``pos`` moves forward, so a whole buffer costs one
+pass of the pre-filters plus the work around hits.
+
+Because the answer is a pure function of (buffer, pos), masking a text is: take the next
+finding, replace it, continue at its end. PEM blocks are the one value without a length bound:
+their finding covers only the BEGIN line, and the masker extends it over the body.
+"""
+
+from __future__ import annotations
+
+from gateway.masking.detectors import (
+    PEM_BODY_RX,
+    Family,
+    Finding,
+    Views,
+    custom_family,
+    select_families,
+)
+from gateway.masking.profile import MaskingProfile
+from gateway.masking.strategies import StrategySpec, redacted, render
+
+# No built-in pattern looks further than this many bytes past the end of its match.
+_LOOKAHEAD = 4
+
+
+class _Cursor:
+    """The first valid finding of one family at or after a position, for one buffer."""
+
+    __slots__ = ("_family", "_hay", "_lit_next", "_result", "_result_from", "_tried", "_views")
+
+    def __init__(self, family: Family, views: Views) -> None:
+        self._family = family
+        self.reset(views)
+
+    def reset(self, views: Views) -> None:
+        """Start over on another buffer (cursors are reused: creating them costs more than
+        scanning a small chunk)."""
+        family = self._family
+        self._views = views
+        self._hay = views.get(family.view)
+        self._lit_next = [-2] * len(family.literals)
+        self._tried = -1  # every start <= _tried is known not to begin a valid value
+        self._result: Finding | None = None
+        self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
+
+    def _hit(self, at: int) -> int:
+        family = self._family
+        if family.finder is not None:
+            m = family.finder.search(self._hay, at)
+            return -1 if m is None else m.start()
+        best = -1
+        for i, literal_rx in enumerate(family.literal_rx):
+            known = self._lit_next[i]
+            if known == -1 and at >= 0:
+                continue  # this literal does not occur any more
+            if (
+                known == -2
+                and family.pre
+                and family.pre[i]
+                and family.pre[i] not in self._views.buf
+            ):
+                self._lit_next[i] = -1
+                continue
+            if known < at:
+                m = literal_rx.search(self._hay, at)
+                known = -1 if m is None else m.start()
+                self._lit_next[i] = known
+            if known >= 0 and (best < 0 or known < best):
+                best = known
+        return best
+
+    def next(self, pos: int) -> Finding | None:
+        cached = self._result
+        if 0 <= self._result_from <= pos and (cached is None or cached.start >= pos):
+            return cached
+        family = self._family
+        buf = self._views.buf
+        size = len(buf)
+        at = max(pos, self._tried + 1)
+        while True:
+            hit = self._hit(at)
+            if hit < 0:
+                self._result, self._result_from = None, pos
+                return None
+            low = max(pos, hit - family.back, self._tried + 1)
+            found = self._window(buf, low, hit, min(size, hit + family.reach))
+            if found is not None:
+                self._tried = found.start - 1
+                self._result, self._result_from = found, pos
+                return found
+            self._tried = max(self._tried, hit)
+            at = hit + 1
+
+    def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
+        alternatives = self._family.alternatives
+        if self._family.run:
+            start = low + len(buf[low:hit].rstrip(self._family.run))
+            for alt in alternatives:
+                m = alt.pattern.match(buf, start)
+                if m is not None:
+                    found = alt.validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
+            return None
+        start = low
+        while start <= hit:
+            if self._family.back:
+                # Earliest start any pattern could match; the window end truncates the text,
+                # so this only proposes starts and the exact match below decides.
+                best = -1
+                for alt in alternatives:
+                    m = alt.pattern.search(buf, start, endpos)
+                    if m is not None and m.start() <= hit and (best < 0 or m.start() < best):
+                        best = m.start()
+                if best < 0:
+                    return None
+                start = best
+                if len(alternatives) == 1 and m is not None and m.end() + _LOOKAHEAD <= endpos:
+                    # The window did not cut this match short: it is the exact match.
+                    found = alternatives[0].validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
+                    start += 1
+                    continue
+            for alt in alternatives:
+                m = alt.pattern.match(buf, start)
+                if m is not None:
+                    found = alt.validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
+            start += 1
+        return None
+
+
+class Engine:
+    """A profile compiled for scanning: families, strategies and the hash key."""
+
+    __slots__ = ("_families", "_key", "_pool", "_specs", "profile")
+
+    def __init__(self, profile: MaskingProfile) -> None:
+        self.profile = profile
+        families = select_families(profile.detectors)
+        for pattern in profile.custom_patterns:
+            families.append(custom_family(pattern.name, pattern.compile(), pattern.max_length))
+        self._families = tuple(families)
+        self._key = profile.hash_key
+        self._specs: dict[str, StrategySpec] = {}
+        self._pool: list[_Cursor] = []
+
+    def spec(self, kind: str) -> StrategySpec:
+        spec = self._specs.get(kind)
+        if spec is None:
+            spec = self._specs[kind] = self.profile.strategy_for(kind)
+        return spec
+
+    def cursors(self, views: Views, families: tuple[Family, ...] | None = None) -> list[_Cursor]:
+        """Cursors over ``views``; without ``families`` (all of them) the same cursor objects
+        are reset and returned each time, so the previous list must no longer be in use."""
+        if families is not None:
+            return [_Cursor(family, views) for family in families]
+        if not self._pool:
+            self._pool = [_Cursor(family, views) for family in self._families]
+        else:
+            for cursor in self._pool:
+                cursor.reset(views)
+        return self._pool
+
+    @staticmethod
+    def next_finding(cursors: list[_Cursor], pos: int) -> Finding | None:
+        best: Finding | None = None
+        for cursor in cursors:
+            found = cursor.next(pos)
+            if found is not None and (best is None or found.start < best.start):
+                best = found
+        return best
+
+    def active(self, views: Views) -> tuple[Family, ...]:
+        """The families whose hit finder hits somewhere in the buffer: for a small buffer
+        (a row) cheaper than creating a cursor for every family."""
+        hit: list[Family] = []
+        buf = views.buf
+        for family in self._families:
+            hay = views.get(family.view)
+            if family.finder is not None:
+                if family.finder.search(hay) is not None:
+                    hit.append(family)
+                continue
+            for i in range(len(family.literals)):
+                if family.pre and family.pre[i] and family.pre[i] not in buf:
+                    continue
+                if family.literal_rx[i].search(hay) is not None:
+                    hit.append(family)
+                    break
+        return tuple(hit)
+
+    def findings(self, buf: bytes) -> list[Finding]:
+        """Every finding of a complete text, in order, PEM blocks extended over their body."""
+        views = Views(buf)
+        families = self.active(views)
+        if not families:
+            return []
+        cursors = self.cursors(views, families)
+        pos = 0
+        out: list[Finding] = []
+        while True:
+            found = self.next_finding(cursors, pos)
+            if found is None:
+                return out
+            if found.block:
+                body = PEM_BODY_RX.match(buf, found.end)
+                end = found.end if body is None else body.end()
+                found = Finding(
+                    start=found.start,
+                    end=end,
+                    kind=found.kind,
+                    value_start=found.start,
+                    value_end=end,
+                )
+            out.append(found)
+            pos = found.end
+
+    def replacement(self, kind: str, value: bytes) -> bytes | None:
+        return render(self.spec(kind), kind, value, self._key)
+
+    def mask(self, buf: bytes) -> tuple[bytes, list[str], bool] | None:
+        """Mask a complete value: (masked bytes, detected kinds, a null strategy fired), or
+        None when nothing was detected."""
+        found = self.findings(buf)
+        if not found:
+            return None
+        return self.apply(buf, found, 0, len(buf))
+
+    def apply(
+        self, buf: bytes, found: list[Finding], start: int, end: int
+    ) -> tuple[bytes, list[str], bool]:
+        """Replace ``found`` (all inside ``buf[start:end]``) and return that slice masked."""
+        parts: list[bytes] = []
+        kinds: list[str] = []
+        nulled = False
+        pos = start
+        for f in found:
+            out = self.replacement(f.kind, buf[f.value_start : f.value_end])
+            if out is None:
+                nulled = True
+                out = redacted(self.spec(f.kind), f.kind)
+            parts += (buf[pos : f.value_start], out, buf[f.value_end : f.end])
+            kinds.append(f.kind)
+            pos = f.end
+        parts.append(buf[pos:end])
+        return b"".join(parts), kinds, nulled

@@ -1,0 +1,180 @@
+"""Masking benchmark: row latency (1,000 rows x 10 columns) and stream throughput.
+
+    /work/main/.venv/bin/python scripts/bench_masking.py [--repeat 30] [--mb 8]
+
+Pure in-process measurements of gateway.masking. The end-to-end figure (a result set through
+the running gateway) belongs in a separate section added with the gateway driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's packages
+
+from gateway.masking import DEFAULT_PROFILE, ColumnInfo, RowMasker, StreamMasker
+
+_FIRST = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy"]
+_LAST = ["Smith", "Jones", "Brown", "Garcia", "Miller", "Davis", "Wilson", "Moore"]
+_CITIES = ["Berlin", "Paris", "Austin", "Osaka", "Lima", "Oslo", "Cairo", "Perth"]
+_NOTES = [
+    "called back, no answer",
+    "prefers e-mail contact",
+    "VIP since 2019",
+    "order 88231 shipped 2024-03-02",
+    "",
+    "see ticket OPS-4412",
+]
+_CARDS = ["4111 1111 1111 1111", "5500-0000-0000-0004", "378282246310005", "6011111111111117"]
+
+
+def _columns() -> list[ColumnInfo]:
+    spec = [
+        ("id", False),
+        ("name", True),
+        ("email", True),
+        ("amount", False),
+        ("created_at", False),
+        ("status", True),
+        ("city", True),
+        ("payment_note", True),
+        ("note", True),
+        ("country", True),
+    ]
+    return [
+        ColumnInfo(
+            schema="shop", table="customers", org_table="customers", name=n, org_name=n, is_text=t
+        )
+        for n, t in spec
+    ]
+
+
+def typical_rows(n: int, rng: random.Random) -> list[list[bytes | None]]:
+    """Mixed data: names, amounts, dates; an e-mail in 30% of rows, a card in 5%."""
+    rows: list[list[bytes | None]] = []
+    for i in range(n):
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        email = f"{first.lower()}.{last.lower()}{i}@example.com" if rng.random() < 0.3 else None
+        card = f"paid with {rng.choice(_CARDS)}" if rng.random() < 0.05 else "paid by invoice"
+        row = [
+            str(10_000 + i),
+            f"{first} {last}",
+            email,
+            f"{rng.randint(1, 99_999)}.{rng.randint(0, 99):02d}",
+            f"2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00",
+            rng.choice(["active", "closed", "pending"]),
+            rng.choice(_CITIES),
+            card,
+            rng.choice(_NOTES),
+            rng.choice(["DE", "FR", "US", "JP"]),
+        ]
+        rows.append([None if v is None else v.encode() for v in row])
+    return rows
+
+
+def bench_rows(repeat: int) -> None:
+    rng = random.Random(7)
+    rows = typical_rows(1000, rng)
+    columns = _columns()
+    for label, batch in (("mask_row, one call per row", 1), ("mask_rows, batches of 250", 250)):
+        timings = []
+        changed = 0
+        for _ in range(repeat):
+            masker = RowMasker(DEFAULT_PROFILE, columns)
+            t0 = time.perf_counter()
+            if batch == 1:
+                changed = sum(1 for row in rows if masker.mask_row(row) is not None)
+            else:
+                changed = 0
+                for i in range(0, len(rows), batch):
+                    out = masker.mask_rows(rows[i : i + batch])
+                    changed += sum(1 for r in out if r is not None)
+            timings.append((time.perf_counter() - t0) * 1000)
+        timings.sort()
+        p95 = timings[min(len(timings) - 1, int(len(timings) * 0.95))]
+        print(
+            f"rows 1000 x 10 ({label}): {changed} rows changed; "
+            f"p50 {statistics.median(timings):.2f} ms, p95 {p95:.2f} ms ({repeat} runs)"
+        )
+
+
+def typical_terminal_output(size: int, rng: random.Random) -> bytes:
+    """ls -l, logs, ps, source code; about one sensitive value per 20 KB."""
+    lines: list[str] = []
+    total = 0
+    while total < size:
+        r = rng.random()
+        if r < 0.25:
+            line = (
+                f"-rw-r--r--  1 deploy staff {rng.randint(100, 99999):>6} Nov {rng.randint(1, 28):2d} "
+                f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d} report_{rng.randint(1, 999)}.csv"
+            )
+        elif r < 0.5:
+            line = (
+                f"2024-05-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+                f"{rng.randint(0, 59):02d}.{rng.randint(0, 999):03d}Z INFO  [worker-{rng.randint(1, 8)}] "
+                f"request GET /api/v1/items/{rng.randint(1, 99999)} took {rng.randint(1, 900)} ms status=200"
+            )
+        elif r < 0.7:
+            line = (
+                f"deploy   {rng.randint(100, 65000):>5}  {rng.random() * 10:.1f}  {rng.random() * 5:.1f} "
+                f"{rng.randint(10000, 999999):>7} {rng.randint(1000, 99999):>6} pts/0    S+   10:{rng.randint(10, 59)}   0:00 python app.py"
+            )
+        elif r < 0.999:
+            line = rng.choice(
+                [
+                    "    def handle(self, request: Request) -> Response:",
+                    "        return self.render(template, context={'user': user})",
+                    "for (int i = 0; i < n; i++) { total += values[i]; }",
+                    "# Configuration for the staging environment",
+                    "Step 4/12 : RUN pip install -r requirements.txt",
+                ]
+            )
+        else:
+            line = rng.choice(
+                [
+                    "customer contact: jane.doe@example.org",
+                    "card on file 4111 1111 1111 1111",
+                    "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+                ]
+            )
+        lines.append(line)
+        total += len(line) + 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def bench_stream(megabytes: int, chunk: int) -> None:
+    rng = random.Random(11)
+    data = typical_terminal_output(megabytes * 1_000_000, rng)
+    chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    best = float("inf")
+    for _ in range(3):
+        masker = StreamMasker(DEFAULT_PROFILE)
+        t0 = time.perf_counter()
+        for piece in chunks:
+            masker.feed(piece)
+        masker.flush()
+        best = min(best, time.perf_counter() - t0)
+    print(
+        f"stream: {len(data) / 1e6:.1f} MB in {chunk}-byte chunks, {len(data) / best / 1e6:.0f} MB/s "
+        f"(best of 3), masked {sum(masker.counts.values())} values"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--mb", type=int, default=8)
+    args = parser.parse_args()
+    bench_rows(args.repeat)
+    for chunk in (4096, 32768):
+        bench_stream(args.mb, chunk)
+
+
+if __name__ == "__main__":
+    main()

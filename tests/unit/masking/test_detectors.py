@@ -1,0 +1,187 @@
+"""Each detector: valid values, broken checksums, formatting variants, values inside text."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fixtures.masking.generate import positive
+from tests.unit.masking.helpers import GENERATORS, kinds, masked, spans
+
+CARDS = ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "378282246310005", "3782 822463 10005", "5555555555554444", "6011111111111117", "2223003122003222"]  # fmt: skip
+
+
+@pytest.mark.parametrize("card", CARDS)
+def test_card_formats(card: str) -> None:
+    assert kinds(f"paid with {card}.") == ["card"]
+
+
+def test_card_partial_keeps_last_four_and_separators() -> None:
+    assert masked("4111111111111111") == b"************1111"
+    assert masked("4111 1111 1111 1111") == b"**** **** **** 1111"
+    assert masked("x 4111-1111-1111-1111 y") == b"x ****-****-****-1111 y"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111111111111112",  # Luhn fails
+        "1111111111111117",  # Luhn ok, no brand starts with 1
+        "41111111111111111111",  # 20 digits
+        "4111 1111 1111 111",  # 15 digits: not a Visa length
+        "x4111111111111111",  # glued to a word
+        "4111 1111-1111 1111",  # mixed separators
+        "550e8400-e29b-41d4-a716-446655440000",
+    ],
+)
+def test_card_negatives(text: str) -> None:
+    assert "card" not in kinds(text)
+
+
+def test_card_followed_by_expiry_is_cut_at_the_group() -> None:
+    assert spans("4111 1111 1111 1111 12/27") == [(0, 19, "card")]
+
+
+def test_ssn() -> None:
+    assert masked("SSN 123-45-6789.") == b"SSN ***-**-6789."
+    assert kinds("ssn: 123456789") == ["ssn"]
+    assert masked("SSN: 123456789") == b"SSN: *****6789"
+    assert kinds("Social Security Number 123 45 6789") == ["ssn"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "123-00-4567",
+        "123-45-0000",
+        "123456789",
+        "order 123456789",
+        "1123-45-6789",
+    ],
+)
+def test_ssn_negatives(text: str) -> None:
+    assert "ssn" not in kinds(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail john.smith@example.com now", b"mail j***@example.com now"),
+        ("<JANE_DOE+news@mail.example.co.uk>", b"<J***@mail.example.co.uk>"),
+        ("see...john@example.com.", b"see...j***@example.com."),
+    ],
+)
+def test_email(text: str, expected: bytes) -> None:
+    assert masked(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["user@localhost", "icon@2x.png", "@handle", "npm@1.2.3", "a@b.c", "x@10.0.0.1", "me@-bad.com"],
+)
+def test_email_negatives(text: str) -> None:
+    assert "email" not in kinds(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(555) 123-4567",
+        "555-123-4567",
+        "555.123.4567",
+        "+1 555 123 4567",
+        "+44 20 7946 0958",
+        "+33 1 23 45 67 89",
+        "+14155552671",
+    ],
+)
+def test_phone_formats(text: str) -> None:
+    assert kinds(f"call {text} today") == ["phone"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-15",
+        "192.168.100.200",
+        "v1.2.3",
+        "10:30:45",
+        "155-123-4567",
+        "555-1234",
+        "+1 23",
+        "1700000000",
+    ],
+)
+def test_phone_negatives(text: str) -> None:
+    assert kinds(text) == []
+
+
+def test_iban() -> None:
+    assert masked("DE89 3704 0044 0532 0130 00 EUR") == b"**** **** **** **** **30 00 EUR"
+    assert kinds("GB82WEST12345698765432") == ["iban"]
+    assert kinds("DE89 3704 0044 0532 0130 01") == []  # bad checksum
+    assert kinds("DE8937040044053201300") == []  # one digit short
+
+
+def test_cloud_keys() -> None:
+    text = (
+        "AKIAIOSFODNN7EXAMPLE aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY "
+        "AIzaSyA1234567890abcdefghijklmnopqrstuv ghp_" + "a1" * 18 + " xoxb-1234567890-abcdefghij"
+    )
+    assert kinds(text) == [
+        "aws_access_key",
+        "aws_secret_key",
+        "gcp_api_key",
+        "github_token",
+        "slack_token",
+    ]
+    out = masked(text)
+    assert b"aws_secret_access_key = [REDACTED:aws_secret_key]" in out
+    assert b"wJalr" not in out and b"AKIA" not in out
+
+
+def test_secret_key_needs_context() -> None:
+    assert kinds("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY") == []
+    assert kinds("AKIAiosfodnn7example") == []
+
+
+def test_jwt() -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert masked(f"Authorization: Bearer {token}\n") == b"Authorization: Bearer [REDACTED:jwt]\n"
+    assert kinds("eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiIxIn0.c2ln") == []  # header has no alg
+    assert kinds("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0") == []  # two segments
+
+
+def test_private_key_block() -> None:
+    key = value_text = (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\nabc+/\n-----END RSA PRIVATE KEY-----"
+    )
+    assert masked(f"$ cat id_rsa\n{key}\n$ ") == b"$ cat id_rsa\n[REDACTED:private_key]\n$ "
+    # A BEGIN line without a body (grep output) ends at the first byte no PEM body has.
+    assert (
+        masked("x.pem: -----BEGIN PRIVATE KEY-----\n!next") == b"x.pem: [REDACTED:private_key]!next"
+    )
+    assert kinds("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----") == []
+    assert value_text
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+@settings(max_examples=60, deadline=None)
+@given(rng=st.randoms(use_true_random=False))
+def test_generated_positives_are_found_exactly(kind: str, rng: random.Random) -> None:
+    record = positive(kind, rng)
+    text = str(record["text"])
+    labels = [tuple(label) for label in record["labels"]]  # type: ignore[attr-defined]
+    assert spans(text) == labels
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    masked(data)
