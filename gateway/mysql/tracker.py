@@ -265,6 +265,8 @@ class ResponseTracker:
         payload = bytes(buf[pos + HEADER_SIZE : stop])
         kind = self._decode(phase, first, payload)
         self._advance(seq, length)
+        if kind is PacketKind.LOCAL_INFILE_REQUEST:
+            self._seq_free = True  # the client's file packets take sequence ids we never see
         return kind
 
     def _advance(self, seq: int, length: int) -> None:
@@ -345,7 +347,6 @@ class ResponseTracker:
         if first == LOCAL_INFILE_HEADER:
             self.infile_request = LocalInfileRequest.decode(payload)
             self._phase = _P.INFILE_RESULT
-            self._seq_free = True  # the client's file packets took sequence ids we never saw
             return PacketKind.LOCAL_INFILE_REQUEST
         r = PacketReader(payload)
         count = r.int_lenenc()
