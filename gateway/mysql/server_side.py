@@ -203,6 +203,9 @@ class ServerSide:
 
     def next_event(self) -> ServerEvent | NeedData:
         if self.state is ServerState.RESPONSE:
+            if self._eof:  # the client left while its command was being answered
+                self._move(ServerTrigger.CLOSE)
+                return ConnectionClosed(by_quit=False)
             if self.tracker is None or not self.tracker.complete:
                 return NEED_DATA
             self._finish_response()
@@ -427,11 +430,18 @@ class ServerSide:
         self._out += data
 
     def send_error(self, message: str, *, error_code: int) -> None:
-        """Refuse the login in progress or answer the current command with ERR."""
+        """ERR for the login in progress (refused), for the current command (answered; the
+        connection goes on), or, between commands, as the last word before closing (after a
+        fatal RemoteProtocolError such as a command out of sequence)."""
         if self.in_login:
             self.reject_login(message, error_code=error_code)
-        else:
+        elif self.state is ServerState.RESPONSE:
             self.send_response(self._err(error_code, message))
+        elif self.state is ServerState.COMMAND:
+            self._queue(self._err(error_code, message).encode())
+            self._move(ServerTrigger.CLOSE)
+        else:
+            raise LocalProtocolError(f"no one to send an error to in state {self.state.name}")
 
     def send_error_for(self, error: MySQLProtocolError) -> None:
         """ERR for a protocol error the codec raised or reported (InvalidCommand)."""

@@ -268,8 +268,24 @@ def test_commands_wait_for_the_response() -> None:
 def test_command_with_nonzero_sequence_is_refused() -> None:
     srv = logged_in()
     srv.receive_data(frame(SimpleCommand(command=Command.COM_PING).encode(), 3)[0])
-    with pytest.raises(RemoteProtocolError):
+    with pytest.raises(RemoteProtocolError) as err:
         srv.next_event()
+    assert err.value.error_code == ErrorCode.ER_NET_PACKETS_OUT_OF_ORDER
+    assert srv.state is ServerState.COMMAND
+    srv.send_error_for(err.value)
+    [(payload, _)] = packets(srv.data_to_send())
+    assert ErrPacket.decode(payload).sqlstate == b"08S01"
+    assert srv.state is ServerState.CLOSED
+    with pytest.raises(LocalProtocolError):
+        srv.send_error_for(err.value)
+
+
+def test_client_leaving_mid_response_closes() -> None:
+    srv = logged_in()
+    srv.receive_data(frame(ComQuery(query=b"SELECT SLEEP(10)").encode(), 0)[0])
+    assert isinstance(srv.next_event(), CommandReceived)
+    srv.receive_data(b"")
+    assert srv.next_event() == ConnectionClosed(by_quit=False)
 
 
 def prepare(srv: ServerSide, statement_id: int, params: int) -> None:
