@@ -522,6 +522,18 @@ class ColumnDefinition41:
             has_default_values=has_default,
         )
 
+    @staticmethod
+    def peek_type(payload: Buffer, *, extended_metadata: bool = False) -> tuple[int, int]:
+        """(column type, flags) without decoding the rest: what typing binary rows needs."""
+        r = PacketReader(payload)
+        for _ in range(7 if extended_metadata else 6):
+            size = r.int_lenenc()
+            r.pos += size
+        r.int_lenenc()  # length of the fixed fields
+        r.pos += 6  # character set, column length
+        column_type = r.int1()
+        return column_type, r.int2()
+
     def encode(self) -> bytes:
         out = b"".join(
             [

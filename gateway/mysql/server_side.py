@@ -81,7 +81,7 @@ from gateway.mysql.protocol_events import (
     ServerEvent,
     TLSRequested,
 )
-from gateway.mysql.rows import BinaryColumn, binary_columns
+from gateway.mysql.rows import BinaryColumn
 from gateway.mysql.states import (
     SERVER_REMOTE_TRIGGERS,
     SERVER_TRANSITIONS,
@@ -402,12 +402,12 @@ class ServerSide:
         if tracker.command == Command.COM_STMT_PREPARE and tracker.prepare_ok is not None:
             ok = tracker.prepare_ok
             self.statements[ok.statement_id] = PreparedStatement(
-                ok.statement_id, ok.num_params, binary_columns(tracker.columns)
+                ok.statement_id, ok.num_params, tracker.binary_row_columns()
             )
         elif statement is not None and tracker.command == Command.COM_STMT_EXECUTE:
             statement.long_data.clear()
-            if tracker.columns:  # a cursor's rows come later, typed by these columns
-                statement.columns = binary_columns(tracker.columns)
+            if tracker.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS:
+                statement.columns = tracker.binary_row_columns()  # typing the FETCHed rows
         elif statement is not None and tracker.command == Command.COM_STMT_RESET:
             statement.long_data.clear()
         self._move(ServerTrigger.RESPONSE_COMPLETE)
