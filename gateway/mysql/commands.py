@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from gateway.mysql.constants import Capability, Command, CursorType, ErrorCode
 from gateway.mysql.errors import RemoteProtocolError
-from gateway.mysql.packets import decode_attrs, encode_attrs
+from gateway.mysql.handshake import decode_attrs, encode_attrs
 from gateway.mysql.rows import BinaryColumn, BinaryValue, decode_value, encode_value
 from gateway.mysql.wire import Buffer, PacketReader, int1, int2, int4, raw, str_null, text
 

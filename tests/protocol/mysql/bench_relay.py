@@ -14,13 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from gateway.mysql.constants import GATEWAY_CAPABILITIES, ColumnType, Command  # noqa: E402
-from gateway.mysql.framing import frame  # noqa: E402
-from gateway.mysql.packets import ColumnDefinition41, OkPacket  # noqa: E402
-from gateway.mysql.rows import encode_text_row  # noqa: E402
-from gateway.mysql.tracker import ResponseTracker  # noqa: E402
-from gateway.mysql.wire import int_lenenc  # noqa: E402
-from tests.protocol.mysql.relay import ResponseRelay  # noqa: E402
+from gateway.mysql.constants import GATEWAY_CAPABILITIES, ColumnType, Command
+from gateway.mysql.framing import frame
+from gateway.mysql.packets import ColumnDefinition41, OkPacket
+from gateway.mysql.rows import encode_text_row
+from gateway.mysql.tracker import ResponseTracker
+from gateway.mysql.wire import int_lenenc
+from tests.protocol.mysql.relay import ResponseRelay
 
 CAPS = GATEWAY_CAPABILITIES
 

@@ -150,6 +150,10 @@ def test_upstream_multi_statement_error_and_status_commands(upstream) -> None:
     assert tracker.last_ok is not None
     changes = dict(tracker.last_ok.session_changes())
     assert SessionTrackType.SESSION_TRACK_SCHEMA in changes
+    assert tracker.last_ok.changed_schema() == b"test"
+    tracker, _ = run(up, sock, ComQuery(query=b"SET SESSION time_zone = '+01:00'").encode())
+    assert tracker.last_ok is not None
+    assert tracker.last_ok.changed_variables().get(b"time_zone") == b"+01:00"
     tracker, _ = run(up, sock, SimpleCommand(command=Command.COM_PING).encode())
     assert tracker.error is None
     tracker, data = run(up, sock, SimpleCommand(command=Command.COM_STATISTICS).encode())
