@@ -425,8 +425,13 @@ class ServerSide:
             payload = packet.encode()
         else:
             payload = packet.encode(self.capabilities)
+        if tracker.complete:
+            raise LocalProtocolError("the response to this command is already complete")
         data, _ = frame(payload, tracker.next_seq)
-        tracker.classify_payload(payload)
+        try:
+            tracker.classify_payload(payload)
+        except RemoteProtocolError as exc:  # the packet is ours: our mistake, not the peer's
+            raise LocalProtocolError(f"packet does not fit the response: {exc.message}") from None
         self._out += data
 
     def send_error(self, message: str, *, error_code: int) -> None:

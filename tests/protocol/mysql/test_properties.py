@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.mysql.commands import decode_command
-from gateway.mysql.connection import NEED_DATA, ServerSide, UpstreamSide
+from gateway.mysql.connection import (
+    NEED_DATA,
+    CommandReceived,
+    ConnectionClosed,
+    InvalidCommand,
+    LoginRequested,
+    ServerSide,
+    UpstreamSide,
+)
 from gateway.mysql.constants import GATEWAY_CAPABILITIES, Capability, ColumnType, Command
 from gateway.mysql.errors import MySQLProtocolError
 from gateway.mysql.framing import Deframer, frame
@@ -238,3 +246,105 @@ def test_deframer_and_kinds_agree_on_a_capture() -> None:
     kinds = [k for e in conv.exchanges for k, _, _ in e.packets]
     assert PacketKind.ROW in kinds
     assert Deframer().bytes_needed() == 4
+
+
+EXCHANGES = [
+    (conv.capabilities, exchange.command[0], [frame(p, seq)[0] for _, p, seq in exchange.packets])
+    for conv in map(replay, CAPTURES)
+    for exchange in conv.exchanges
+    if exchange.packets  # COM_STMT_CLOSE has no response
+]
+
+
+@PROPS
+@given(data=st.data())
+def test_tracker_on_mutated_real_responses(data: st.DataObject) -> None:
+    caps, command, packets = data.draw(st.sampled_from(EXCHANGES))
+    wire = bytearray(b"".join(packets))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        i = data.draw(st.integers(min_value=0, max_value=len(wire) - 1))
+        wire[i] = data.draw(st.integers(min_value=0, max_value=255))
+    tracker = ResponseTracker(command, caps)
+    relay = ResponseRelay(tracker)
+    with contextlib.suppress(MySQLProtocolError):
+        relay.feed(bytes(wire))
+        # what is kept raw must still decode or raise our error when read
+        tracker.columns  # noqa: B018
+        tracker.binary_row_columns()
+        tracker.last_ok  # noqa: B018
+
+
+interesting_payload = st.builds(
+    lambda first, rest: bytes([first]) + rest,
+    st.sampled_from([0x00, 0x01, 0x02, 0x03, 0xFB, 0xFC, 0xFE, 0xFF]),
+    st.binary(max_size=12),
+) | st.binary(max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    command=st.sampled_from(
+        [
+            Command.COM_QUERY,
+            Command.COM_STMT_EXECUTE,
+            Command.COM_STMT_PREPARE,
+            Command.COM_STMT_FETCH,
+            Command.COM_FIELD_LIST,
+            Command.COM_PING,
+        ]
+    ),
+    deprecate_eof=st.booleans(),
+    payloads=st.lists(interesting_payload, max_size=10),
+)
+def test_tracker_on_well_framed_random_packets(
+    command: Command, deprecate_eof: bool, payloads: list[bytes]
+) -> None:
+    """Correct framing and sequence ids, random contents: reaches every phase's decoder."""
+    caps = CAPS if deprecate_eof else CAPS & ~Capability.CLIENT_DEPRECATE_EOF
+    tracker = ResponseTracker(command, caps)
+    wire = b"".join(frame(p, i + 1)[0] for i, p in enumerate(payloads))
+    with contextlib.suppress(MySQLProtocolError):
+        ResponseRelay(tracker).feed(wire)
+        tracker.columns  # noqa: B018
+        tracker.binary_row_columns()
+        tracker.last_ok  # noqa: B018
+
+
+command_payload = st.builds(
+    lambda first, rest: bytes([first]) + rest,
+    st.sampled_from([int(c) for c in Command] + [0x77]),
+    st.binary(max_size=30),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands=st.lists(command_payload, max_size=8))
+def test_server_side_on_well_framed_random_commands(commands: list[bytes]) -> None:
+    srv = ServerSide(
+        server_version="x", connection_id=1, capabilities=CAPS, allow_cleartext_without_tls=True
+    )
+    srv.receive_data(client_stream())
+    assert isinstance(srv.next_event(), LoginRequested)
+    srv.accept_login()
+    # a prepared statement with two parameters, so COM_STMT_EXECUTE reaches its decoder
+    srv.receive_data(frame(b"\x16SELECT ?, ?", 0)[0])
+    event = srv.next_event()
+    assert isinstance(event, CommandReceived)
+    for payload in (
+        StmtPrepareOk(statement_id=1, num_columns=0, num_params=2).encode(),
+        b"\x03def\x00\x00\x00\x01?\x00\x0c?\x00\x00\x00\x00\x00\xfd\x00\x00\x00\x00\x00",
+        b"\x03def\x00\x00\x00\x01?\x00\x0c?\x00\x00\x00\x00\x00\xfd\x00\x00\x00\x00\x00",
+    ):  # CLIENT_DEPRECATE_EOF: no EOF after the definitions
+        srv.send_response(payload)
+    for payload in commands:
+        srv.receive_data(frame(payload, 0)[0])
+        try:
+            event = srv.next_event()
+        except MySQLProtocolError:
+            return
+        if isinstance(event, CommandReceived) and event.tracker is not None:
+            srv.send_error("refused", error_code=1064)  # an ERR answers any command
+        elif isinstance(event, InvalidCommand):
+            srv.send_error_for(event.error)
+        elif isinstance(event, ConnectionClosed):
+            return
