@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 
 from gateway.mysql.constants import Capability, Command, CursorType, ErrorCode
 from gateway.mysql.errors import RemoteProtocolError
-from gateway.mysql.packets import decode_attrs, encode_attrs
+from gateway.mysql.handshake import decode_attrs, encode_attrs
 from gateway.mysql.rows import BinaryColumn, BinaryValue, decode_value, encode_value
 from gateway.mysql.wire import Buffer, PacketReader, int1, int2, int4, raw, str_null, text
 
 _UNSIGNED_PARAM = 0x80
+_STATEMENT_COMMANDS = frozenset(
+    {Command.COM_STMT_CLOSE, Command.COM_STMT_RESET, Command.COM_STMT_FETCH}
+)
 
 
 def _expect_command(r: PacketReader, command: Command) -> None:
@@ -202,9 +205,10 @@ class StatementCommand:
     @classmethod
     def decode(cls, payload: Buffer) -> StatementCommand:
         r = PacketReader(payload)
-        command = Command(r.int1())
-        if command not in (Command.COM_STMT_CLOSE, Command.COM_STMT_RESET, Command.COM_STMT_FETCH):
-            raise RemoteProtocolError(f"{command.name} is not a statement command")
+        first = r.int1()
+        if first not in _STATEMENT_COMMANDS:
+            raise RemoteProtocolError(f"command 0x{first:02x} is not a statement command")
+        command = Command(first)
         statement_id = r.int4()
         num_rows = r.int4() if command == Command.COM_STMT_FETCH else None
         r.check_end()

@@ -33,6 +33,7 @@ from gateway.mysql.protocol_events import (
     NeedData,
     ServerEvent,
     ServerGreeting,
+    StartTLS,
     TLSRequested,
     UpstreamEvent,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "ServerGreeting",
     "ServerSide",
     "ServerState",
+    "StartTLS",
     "TLSRequested",
     "UpstreamEvent",
     "UpstreamSide",

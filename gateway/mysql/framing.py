@@ -22,7 +22,7 @@ Three tools, for three kinds of caller:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.mysql.constants import HEADER_SIZE, MAX_PACKET_PAYLOAD, ErrorCode
 from gateway.mysql.errors import RemoteProtocolError
@@ -141,9 +141,8 @@ class Deframer:
                 return b"".join(parts), first_seq, seq
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scan:
-    """What one receive buffer holds, as offsets into it."""
+class Scan(NamedTuple):
+    """What one receive buffer holds, as offsets into it (a tuple: one per read, hot path)."""
 
     resume_end: int
     """Bytes ``[start:resume_end]`` finish a packet being streamed from an earlier buffer."""
@@ -169,7 +168,7 @@ class FrameScanner:
         if pending:
             if end - pos <= pending:
                 self.pending = pending - (end - pos)
-                return Scan(resume_end=end, starts=[], tail=end)
+                return Scan(end, [], end)
             pos += pending
             self.pending = 0
         resume_end = pos
@@ -180,7 +179,7 @@ class FrameScanner:
                 break
             starts.append(pos)
             pos = stop
-        return Scan(resume_end=resume_end, starts=starts, tail=pos)
+        return Scan(resume_end, starts, pos)
 
     def stream_tail(self, buf: Buffer, tail: int) -> int:
         """Let the incomplete packet at ``tail`` be forwarded as it arrives.

@@ -81,7 +81,7 @@ from gateway.mysql.protocol_events import (
     ServerEvent,
     TLSRequested,
 )
-from gateway.mysql.rows import BinaryColumn, binary_columns
+from gateway.mysql.rows import BinaryColumn
 from gateway.mysql.states import (
     SERVER_REMOTE_TRIGGERS,
     SERVER_TRANSITIONS,
@@ -203,6 +203,9 @@ class ServerSide:
 
     def next_event(self) -> ServerEvent | NeedData:
         if self.state is ServerState.RESPONSE:
+            if self._eof:  # the client left while its command was being answered
+                self._move(ServerTrigger.CLOSE)
+                return ConnectionClosed(by_quit=False)
             if self.tracker is None or not self.tracker.complete:
                 return NEED_DATA
             self._finish_response()
@@ -399,12 +402,12 @@ class ServerSide:
         if tracker.command == Command.COM_STMT_PREPARE and tracker.prepare_ok is not None:
             ok = tracker.prepare_ok
             self.statements[ok.statement_id] = PreparedStatement(
-                ok.statement_id, ok.num_params, binary_columns(tracker.columns)
+                ok.statement_id, ok.num_params, tracker.binary_row_columns()
             )
         elif statement is not None and tracker.command == Command.COM_STMT_EXECUTE:
             statement.long_data.clear()
-            if tracker.columns:  # a cursor's rows come later, typed by these columns
-                statement.columns = binary_columns(tracker.columns)
+            if tracker.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS:
+                statement.columns = tracker.binary_row_columns()  # typing the FETCHed rows
         elif statement is not None and tracker.command == Command.COM_STMT_RESET:
             statement.long_data.clear()
         self._move(ServerTrigger.RESPONSE_COMPLETE)
@@ -422,16 +425,28 @@ class ServerSide:
             payload = packet.encode()
         else:
             payload = packet.encode(self.capabilities)
+        if tracker.complete:
+            raise LocalProtocolError("the response to this command is already complete")
         data, _ = frame(payload, tracker.next_seq)
-        tracker.classify_payload(payload)
+        try:
+            tracker.classify_payload(payload)
+        except RemoteProtocolError as exc:  # the packet is ours: our mistake, not the peer's
+            raise LocalProtocolError(f"packet does not fit the response: {exc.message}") from None
         self._out += data
 
     def send_error(self, message: str, *, error_code: int) -> None:
-        """Refuse the login in progress or answer the current command with ERR."""
+        """ERR for the login in progress (refused), for the current command (answered; the
+        connection goes on), or, between commands, as the last word before closing (after a
+        fatal RemoteProtocolError such as a command out of sequence)."""
         if self.in_login:
             self.reject_login(message, error_code=error_code)
-        else:
+        elif self.state is ServerState.RESPONSE:
             self.send_response(self._err(error_code, message))
+        elif self.state is ServerState.COMMAND:
+            self._queue(self._err(error_code, message).encode())
+            self._move(ServerTrigger.CLOSE)
+        else:
+            raise LocalProtocolError(f"no one to send an error to in state {self.state.name}")
 
     def send_error_for(self, error: MySQLProtocolError) -> None:
         """ERR for a protocol error the codec raised or reported (InvalidCommand)."""

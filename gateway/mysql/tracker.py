@@ -38,6 +38,7 @@ from gateway.mysql.constants import (
     MAX_PACKET_PAYLOAD,
     OK_HEADER,
     Capability,
+    ColumnFlag,
     Command,
     CursorType,
     ErrorCode,
@@ -48,15 +49,14 @@ from gateway.mysql.errors import LocalProtocolError, RemoteProtocolError
 from gateway.mysql.framing import frame
 from gateway.mysql.packets import (
     ColumnDefinition41,
-    EofPacket,
     ErrPacket,
     LocalInfileRequest,
     OkPacket,
     StmtPrepareOk,
 )
-from gateway.mysql.rows import BinaryColumn, binary_columns
+from gateway.mysql.rows import BinaryColumn
 from gateway.mysql.states import ResponsePhase
-from gateway.mysql.wire import Buffer, PacketReader
+from gateway.mysql.wire import Buffer
 
 
 class PacketKind(IntEnum):
@@ -97,40 +97,82 @@ _STATUS_ONLY = frozenset(
 _RESULT_SET = frozenset({Command.COM_QUERY, Command.COM_STMT_EXECUTE, Command.COM_PROCESS_INFO})
 
 
+_INITIAL_PHASE: dict[int, ResponsePhase] = {
+    **{c: _P.DONE for c in _NO_RESPONSE},
+    **{c: _P.FIRST for c in _RESULT_SET},
+    **{c: _P.STATUS for c in _STATUS_ONLY},
+    Command.COM_STMT_PREPARE: _P.PREPARE_FIRST,
+    Command.COM_STMT_FETCH: _P.ROWS,
+    Command.COM_FIELD_LIST: _P.FIELD_LIST,
+    Command.COM_STATISTICS: _P.STATISTICS,
+}
+# plain ints: IntFlag arithmetic costs microseconds, this code runs per packet
+_DEPRECATE_EOF = int(Capability.CLIENT_DEPRECATE_EOF)
+_PROTOCOL_41 = int(Capability.CLIENT_PROTOCOL_41)
+_EXTENDED_METADATA = int(MariaDBCapability.MARIADB_CLIENT_EXTENDED_METADATA)
+_CACHE_METADATA = int(MariaDBCapability.MARIADB_CLIENT_CACHE_METADATA)
+_READ_ONLY_CURSOR = int(CursorType.CURSOR_TYPE_READ_ONLY)
+_MORE_RESULTS = int(ServerStatus.SERVER_MORE_RESULTS_EXISTS)
+_CURSOR_EXISTS = int(ServerStatus.SERVER_STATUS_CURSOR_EXISTS)
+_UNSIGNED = int(ColumnFlag.UNSIGNED_FLAG)
+
+
+def _lenenc_at(payload: bytes, pos: int) -> tuple[int, int]:
+    """A length-encoded integer at ``pos`` by index arithmetic (PacketReader is dearer)."""
+    try:
+        first = payload[pos]
+        if first < 0xFB:
+            return first, pos + 1
+        size = {0xFC: 2, 0xFD: 3, 0xFE: 8}[first]
+    except (IndexError, KeyError):
+        raise RemoteProtocolError("malformed length-encoded integer") from None
+    if pos + 1 + size > len(payload):
+        raise RemoteProtocolError("truncated length-encoded integer")
+    return int.from_bytes(payload[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
+
+
 def expects_response(command: int) -> bool:
     """False for the commands the server never answers."""
     return command not in _NO_RESPONSE
 
 
 class ResponseTracker:
-    """Follows the response to one command; see the module docstring."""
+    """Follows the response to one command; see the module docstring.
+
+    Results: ``rows``, ``affected_rows``, ``last_insert_id``, ``warnings``, ``result_sets``,
+    ``status_flags``, ``error`` (the ERR that ended it), ``prepare_ok``; and, decoded only when
+    read, ``columns``/``params`` (definitions of the current result set or statement) and
+    ``last_ok`` (info and session-state changes).
+    """
 
     __slots__ = (
         "_cache_metadata",
         "_column_index",
+        "_column_payloads",
+        "_columns",
         "_columns_expected",
         "_continuing",
         "_cursor",
-        "_deprecate_eof",
         "_extended_metadata",
+        "_ok_payload",
+        "_param_payloads",
         "_phase",
+        "_protocol_41",
         "_seq",
         "_seq_free",
+        "_status",
+        "_terminator_limit",
         "affected_rows",
         "binary",
         "capabilities",
-        "columns",
         "command",
         "error",
         "fetch_columns",
         "infile_request",
         "last_insert_id",
-        "last_ok",
-        "params",
         "prepare_ok",
         "result_sets",
         "rows",
-        "status_flags",
         "warnings",
     )
 
@@ -140,65 +182,86 @@ class ResponseTracker:
         capabilities: Capability,
         *,
         first_seq: int = 1,
-        execute_flags: CursorType = CursorType.CURSOR_TYPE_NO_CURSOR,
+        execute_flags: int = 0,
         mariadb_capabilities: int = 0,
     ) -> None:
+        caps = int(capabilities)
         self.command = command
         self.capabilities = capabilities
-        self._deprecate_eof = bool(capabilities & Capability.CLIENT_DEPRECATE_EOF)
+        # a 0xFE packet shorter than this ends a result set (see the module docstring)
+        self._terminator_limit = MAX_PACKET_PAYLOAD if caps & _DEPRECATE_EOF else EOF_MAX_PAYLOAD
+        self._protocol_41 = bool(caps & _PROTOCOL_41)
         self._seq = first_seq & 0xFF
-        # only to read captures of MariaDB clients: the gateway never offers the extension
-        self._extended_metadata = bool(
-            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_EXTENDED_METADATA
-        )
-        self._cache_metadata = bool(
-            mariadb_capabilities & MariaDBCapability.MARIADB_CLIENT_CACHE_METADATA
-        )
+        # only to read captures of MariaDB clients: the gateway never offers the extensions
+        self._extended_metadata = bool(mariadb_capabilities & _EXTENDED_METADATA)
+        self._cache_metadata = bool(mariadb_capabilities & _CACHE_METADATA)
         self._seq_free = False
         self._continuing = False
-        self._cursor = bool(execute_flags & CursorType.CURSOR_TYPE_READ_ONLY)
+        self._cursor = bool(execute_flags & _READ_ONLY_CURSOR)
         self._column_index = 0
         self._columns_expected = 0
+        self._column_payloads: list[bytes] = []
+        self._param_payloads: list[bytes] = []
+        self._columns: list[ColumnDefinition41] | None = None
+        self._ok_payload: bytes | None = None
+        self._status = 0
         self.binary = command in (Command.COM_STMT_EXECUTE, Command.COM_STMT_FETCH)
         self.rows = 0
         self.affected_rows = 0
         self.last_insert_id = 0
         self.warnings = 0
         self.result_sets = 0
-        self.status_flags = ServerStatus(0)
         self.error: ErrPacket | None = None
-        self.last_ok: OkPacket | None = None
-        """The last OK (session-state changes, info) of the response, when it had one."""
-        self.columns: list[ColumnDefinition41] = []
-        """Column definitions of the current result set (or of a prepared statement)."""
-        self.params: list[ColumnDefinition41] = []
         self.prepare_ok: StmtPrepareOk | None = None
         self.infile_request: LocalInfileRequest | None = None
         self.fetch_columns: tuple[BinaryColumn, ...] = ()
         """For COM_STMT_FETCH (no column definitions in the response): the cursor's columns."""
-        if command in _NO_RESPONSE:
-            self._phase = _P.DONE
-        elif command in _RESULT_SET:
-            self._phase = _P.FIRST
-        elif command == Command.COM_STMT_PREPARE:
-            self._phase = _P.PREPARE_FIRST
-        elif command == Command.COM_STMT_FETCH:
-            self._phase = _P.ROWS
-        elif command == Command.COM_FIELD_LIST:
-            self._phase = _P.FIELD_LIST
-        elif command == Command.COM_STATISTICS:
-            self._phase = _P.STATISTICS
-        elif command in _STATUS_ONLY:
-            self._phase = _P.STATUS
-        else:
+        phase = _INITIAL_PHASE.get(command)
+        if phase is None:
             raise LocalProtocolError(
                 f"the response to command 0x{command:02x} cannot be tracked; refuse it",
                 error_code=ErrorCode.ER_UNKNOWN_COM_ERROR,
             )
+        self._phase = phase
+
+    # -- results, decoded on demand -------------------------------------------------------
+
+    @property
+    def columns(self) -> list[ColumnDefinition41]:
+        """Column definitions of the current result set (or of the prepared statement)."""
+        if self._columns is None:
+            ext = self._extended_metadata
+            self._columns = [
+                ColumnDefinition41.decode(p, extended_metadata=ext) for p in self._column_payloads
+            ]
+        return self._columns
+
+    @property
+    def params(self) -> list[ColumnDefinition41]:
+        ext = self._extended_metadata
+        return [ColumnDefinition41.decode(p, extended_metadata=ext) for p in self._param_payloads]
+
+    @property
+    def last_ok(self) -> OkPacket | None:
+        """The last OK of the response (info, session-state changes), when it had one."""
+        if self._ok_payload is None:
+            return None
+        return OkPacket.decode(self._ok_payload, self.capabilities)
+
+    @property
+    def status_flags(self) -> ServerStatus:
+        return ServerStatus(self._status)
 
     def binary_row_columns(self) -> tuple[BinaryColumn, ...]:
         """(type, unsigned) per column for ``rows.decode_binary_row`` on this response's rows."""
-        return binary_columns(self.columns) if self.columns else self.fetch_columns
+        if not self._column_payloads:
+            return self.fetch_columns
+        ext = self._extended_metadata
+        types = []
+        for payload in self._column_payloads:
+            column_type, flags = ColumnDefinition41.peek_type(payload, extended_metadata=ext)
+            types.append((column_type, bool(flags & _UNSIGNED)))
+        return tuple(types)
 
     @property
     def phase(self) -> ResponsePhase:
@@ -212,6 +275,8 @@ class ResponseTracker:
     def next_seq(self) -> int:
         """Sequence id the next packet of this response must carry."""
         return self._seq
+
+    # -- classification --------------------------------------------------------------------
 
     def classify_payload(self, payload: bytes, seq: int | None = None) -> PacketKind:
         """Classify a whole payload (not on the hot path: it frames a copy)."""
@@ -231,6 +296,24 @@ class ResponseTracker:
         """
         if end is None:
             end = len(buf)
+        if end - pos > HEADER_SIZE and self._phase is _P.ROWS and not self._continuing:
+            # the hot path: one row among many
+            length = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            first = buf[pos + HEADER_SIZE]
+            seq = buf[pos + 3]
+            if (
+                seq == self._seq
+                and first != ERR_HEADER
+                and (first != EOF_HEADER or length >= self._terminator_limit)
+                and length
+            ):
+                self._seq = (seq + 1) & 0xFF
+                self._continuing = length == MAX_PACKET_PAYLOAD
+                self.rows += 1
+                return PacketKind.ROW
+        return self._classify(buf, pos, end)
+
+    def _classify(self, buf: Buffer, pos: int, end: int) -> PacketKind:
         if end - pos < HEADER_SIZE:
             return PacketKind.NEED_MORE
         phase = self._phase
@@ -265,6 +348,8 @@ class ResponseTracker:
         payload = bytes(buf[pos + HEADER_SIZE : stop])
         kind = self._decode(phase, first, payload)
         self._advance(seq, length)
+        if kind is PacketKind.LOCAL_INFILE_REQUEST:
+            self._seq_free = True  # the client's file packets take sequence ids we never see
         return kind
 
     def _advance(self, seq: int, length: int) -> None:
@@ -273,9 +358,7 @@ class ResponseTracker:
         self._continuing = length == MAX_PACKET_PAYLOAD
 
     def _is_terminator(self, first: int, length: int) -> bool:
-        if first != EOF_HEADER:
-            return False
-        return length < (MAX_PACKET_PAYLOAD if self._deprecate_eof else EOF_MAX_PAYLOAD)
+        return first == EOF_HEADER and length < self._terminator_limit
 
     def _decode(self, phase: ResponsePhase, first: int, payload: bytes) -> PacketKind:
         if first == ERR_HEADER and phase is not _P.STATISTICS:
@@ -285,19 +368,19 @@ class ResponseTracker:
         if phase is _P.FIRST or phase is _P.INFILE_RESULT:
             return self._decode_first(phase, first, payload)
         if phase is _P.COLUMNS or phase is _P.PREPARE_PARAMS or phase is _P.PREPARE_COLUMNS:
-            return self._decode_definition(phase, payload)
+            return self._definition(phase, payload)
         if (
             phase is _P.COLUMNS_EOF
             or phase is _P.PREPARE_PARAMS_EOF
             or phase is _P.PREPARE_COLUMNS_EOF
         ):
-            eof = EofPacket.decode(payload, self.capabilities)
-            self.status_flags = eof.status_flags
+            if not self._is_terminator(first, len(payload)):
+                raise RemoteProtocolError("expected EOF after the definitions")
+            _, status = self._eof(payload)  # its warnings are repeated at the end
+            self._status = status
             if phase is _P.PREPARE_PARAMS_EOF:
                 self._start_prepare_columns()
-            elif phase is _P.PREPARE_COLUMNS_EOF or (
-                self._cursor and eof.status_flags & ServerStatus.SERVER_STATUS_CURSOR_EXISTS
-            ):
+            elif phase is _P.PREPARE_COLUMNS_EOF or (self._cursor and status & _CURSOR_EXISTS):
                 self._phase = _P.DONE
             else:
                 self._phase = _P.ROWS
@@ -305,12 +388,12 @@ class ResponseTracker:
         if phase is _P.ROWS or phase is _P.FIELD_LIST:
             if self._is_terminator(first, len(payload)):
                 return self._terminate(payload)
-            if phase is _P.FIELD_LIST:
-                self.columns.append(
-                    ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
-                )
-                return PacketKind.COLUMN_DEFINITION
-            raise RemoteProtocolError("unexpected packet among rows")  # unreachable for rows
+            if phase is _P.ROWS:
+                raise RemoteProtocolError("unexpected packet among rows")
+            ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
+            self._column_payloads.append(payload)
+            self._columns = None
+            return PacketKind.COLUMN_DEFINITION
         if phase is _P.PREPARE_FIRST:
             ok = StmtPrepareOk.decode(payload)
             self.prepare_ok = ok
@@ -324,7 +407,7 @@ class ResponseTracker:
             return PacketKind.PREPARE_OK
         if phase is _P.STATUS:
             if first == OK_HEADER:
-                self._absorb_ok(OkPacket.decode(payload, self.capabilities))
+                self._ok(payload)
                 self._phase = _P.DONE
                 return PacketKind.OK
             if self._is_terminator(first, len(payload)):
@@ -336,51 +419,55 @@ class ResponseTracker:
 
     def _decode_first(self, phase: ResponsePhase, first: int, payload: bytes) -> PacketKind:
         if first == OK_HEADER:
-            ok = OkPacket.decode(payload, self.capabilities)
-            self._absorb_ok(ok)
-            self._after_result(ok.status_flags)
+            self._after_result(self._ok(payload))
             return PacketKind.OK
         if phase is _P.INFILE_RESULT:
             raise RemoteProtocolError("expected OK or ERR after LOCAL INFILE data")
         if first == LOCAL_INFILE_HEADER:
             self.infile_request = LocalInfileRequest.decode(payload)
             self._phase = _P.INFILE_RESULT
-            self._seq_free = True  # the client's file packets took sequence ids we never saw
             return PacketKind.LOCAL_INFILE_REQUEST
-        r = PacketReader(payload)
-        count = r.int_lenenc()
-        metadata_follows = r.int1() if self._cache_metadata else 1
-        r.check_end()
+        count, pos = _lenenc_at(payload, 0)
+        metadata_follows = 1
+        if self._cache_metadata and pos < len(payload):
+            metadata_follows = payload[pos]
+            pos += 1
+        if pos != len(payload):
+            raise RemoteProtocolError("malformed column count")
         if count == 0:
             raise RemoteProtocolError("result set with no columns")
         self.result_sets += 1
         self._columns_expected = count
         self._column_index = 0
         if metadata_follows:
-            self.columns = []
+            self._column_payloads = []
+            self._columns = None
             self._phase = _P.COLUMNS
         else:  # the client cached the definitions: keep the last ones
-            self._phase = _P.ROWS if self._deprecate_eof else _P.COLUMNS_EOF
+            self._phase = (
+                _P.ROWS if self._terminator_limit == MAX_PACKET_PAYLOAD else _P.COLUMNS_EOF
+            )
         return PacketKind.COLUMN_COUNT
 
-    def _decode_definition(self, phase: ResponsePhase, payload: bytes) -> PacketKind:
-        column = ColumnDefinition41.decode(payload, extended_metadata=self._extended_metadata)
+    def _definition(self, phase: ResponsePhase, payload: bytes) -> PacketKind:
+        # kept raw: decoded (and validated) only when someone reads .columns
         self._column_index += 1
         done = self._column_index >= self._columns_expected
+        deprecate_eof = self._terminator_limit == MAX_PACKET_PAYLOAD
         if phase is _P.PREPARE_PARAMS:
-            self.params.append(column)
+            self._param_payloads.append(payload)
             if done:
-                if self._deprecate_eof:
+                if deprecate_eof:
                     self._start_prepare_columns()
                 else:
                     self._phase = _P.PREPARE_PARAMS_EOF
             return PacketKind.PARAM_DEFINITION
-        self.columns.append(column)
+        self._column_payloads.append(payload)
         if done:
             if phase is _P.PREPARE_COLUMNS:
-                self._phase = _P.DONE if self._deprecate_eof else _P.PREPARE_COLUMNS_EOF
+                self._phase = _P.DONE if deprecate_eof else _P.PREPARE_COLUMNS_EOF
             else:
-                self._phase = _P.ROWS if self._deprecate_eof else _P.COLUMNS_EOF
+                self._phase = _P.ROWS if deprecate_eof else _P.COLUMNS_EOF
         return PacketKind.COLUMN_DEFINITION
 
     def _start_prepare_columns(self) -> None:
@@ -389,33 +476,45 @@ class ResponseTracker:
         self._columns_expected = self.prepare_ok.num_columns
         self._phase = _P.PREPARE_COLUMNS if self._columns_expected else _P.DONE
 
+    def _eof(self, payload: bytes) -> tuple[int, int]:
+        """(warnings, status) of an EOF packet."""
+        if not self._protocol_41:
+            return 0, 0
+        if len(payload) != 5:
+            raise RemoteProtocolError("EOF packet of the wrong length")
+        return payload[1] | payload[2] << 8, payload[3] | payload[4] << 8
+
+    def _ok(self, payload: bytes) -> int:
+        """Account for an OK packet; returns its status flags. The rest decodes on demand."""
+        affected, pos = _lenenc_at(payload, 1)
+        insert_id, pos = _lenenc_at(payload, pos)
+        status = 0
+        if self._protocol_41:
+            if pos + 4 > len(payload):
+                raise RemoteProtocolError("OK packet too short")
+            status = payload[pos] | payload[pos + 1] << 8
+            self.warnings += payload[pos + 2] | payload[pos + 3] << 8
+        self.affected_rows += affected
+        if insert_id:
+            self.last_insert_id = insert_id
+        self._ok_payload = payload
+        self._status = status
+        return status
+
     def _terminate(self, payload: bytes) -> PacketKind:
-        if self._deprecate_eof:
-            ok = OkPacket.decode(payload, self.capabilities)
-            self.last_ok = ok
-            self.warnings += ok.warnings
-            status = ok.status_flags
+        if self._terminator_limit == MAX_PACKET_PAYLOAD:
+            status = self._ok(payload)
             kind = PacketKind.OK
         else:
-            eof = EofPacket.decode(payload, self.capabilities)
-            self.warnings += eof.warnings
-            status = eof.status_flags
+            warnings, status = self._eof(payload)
+            self.warnings += warnings
+            self._status = status
             kind = PacketKind.EOF
-        self.status_flags = status
         self._after_result(status)
         return kind
 
-    def _absorb_ok(self, ok: OkPacket) -> None:
-        self.last_ok = ok
-        self.affected_rows += ok.affected_rows
-        if ok.last_insert_id:
-            self.last_insert_id = ok.last_insert_id
-        self.warnings += ok.warnings
-        self.status_flags = ok.status_flags
-
-    def _after_result(self, status: ServerStatus) -> None:
-        more = status & ServerStatus.SERVER_MORE_RESULTS_EXISTS
-        if more and self.command in _RESULT_SET:
+    def _after_result(self, status: int) -> None:
+        if status & _MORE_RESULTS and self.command in _RESULT_SET:
             self._phase = _P.FIRST
         else:
             self._phase = _P.DONE

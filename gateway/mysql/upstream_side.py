@@ -7,8 +7,8 @@ Theory of operation
     up = UpstreamSide(username=..., password=vaulted, use_tls=...)
     loop: event = up.next_event(); send(up.data_to_send()); on NEED_DATA receive_data(recv())
       ServerGreeting   -> (announce its version to the agent) up.login(capabilities=..., ...)
-                          if up.state is UpstreamState.TLS_PENDING: send the SSLRequest,
-                          start TLS, up.tls_started()
+      StartTLS         -> (only with use_tls) the SSLRequest has been handed out: wrap the
+                          socket in TLS, then up.tls_started()
       LoginSucceeded   -> the connection is ready; relay commands (``start_command`` for the
                           gateway's own ones); use ``event.capabilities`` for trackers
       LoginFailed      -> close; the agent gets a generic error (never the upstream detail)
@@ -55,6 +55,7 @@ from gateway.mysql.protocol_events import (
     LoginSucceeded,
     NeedData,
     ServerGreeting,
+    StartTLS,
     UpstreamEvent,
 )
 from gateway.mysql.states import (
@@ -98,6 +99,7 @@ class UpstreamSide:
         self._switched = False
         self._awaiting_key = False
         self._pending_login: HandshakeResponse41 | None = None
+        self._tls_announced = False
         self._deframer = Deframer(max_payload=max_payload)
         self._eof = False
         self._out = bytearray()
@@ -130,6 +132,9 @@ class UpstreamSide:
 
     def next_event(self) -> UpstreamEvent | NeedData:
         while True:
+            if self.state is UpstreamState.TLS_PENDING and not self._tls_announced:
+                self._tls_announced = True
+                return StartTLS()
             if self.state in (UpstreamState.GREETED, UpstreamState.TLS_PENDING):
                 return NEED_DATA  # waiting for the driver, not for bytes
             if self.state is UpstreamState.READY:

@@ -54,6 +54,12 @@ class PacketReader:
                 error_code=ErrorCode.ER_MALFORMED_PACKET,
             )
 
+    def expect(self, header: int, name: str) -> None:
+        """Consume the packet's header byte, which must be ``header``."""
+        got = self.int1()
+        if got != header:
+            raise RemoteProtocolError(f"{name}: expected header 0x{header:02x}, got 0x{got:02x}")
+
     def peek(self) -> int:
         if self.pos >= self.end:
             raise _short("a byte")
@@ -81,6 +87,9 @@ class PacketReader:
 
     def int4(self) -> int:
         return self.int_fixed(4)
+
+    def int6(self) -> int:
+        return self.int_fixed(6)
 
     def int8(self) -> int:
         return self.int_fixed(8)
@@ -188,6 +197,10 @@ def int3(value: int) -> bytes:
 
 def int4(value: int) -> bytes:
     return int_fixed(value, 4)
+
+
+def int6(value: int) -> bytes:
+    return int_fixed(value, 6)
 
 
 def int8(value: int) -> bytes:

@@ -6,6 +6,7 @@ without password, database ``test``; PyMySQL, mysql-connector-python and ``/usr/
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import decimal
 import subprocess
@@ -18,7 +19,6 @@ from pymysql.constants import CLIENT
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-import contextlib
 
 from tests.protocol.mysql.capture import Recorder
 

@@ -8,14 +8,23 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import mysql.connector
 import pymysql
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from gateway.mysql.commands import (
     ComFieldList,
@@ -33,6 +42,7 @@ from gateway.mysql.connection import (
     LoginRequested,
     LoginSucceeded,
     ServerGreeting,
+    TLSRequested,
     UpstreamSide,
 )
 from gateway.mysql.constants import (
@@ -140,6 +150,10 @@ def test_upstream_multi_statement_error_and_status_commands(upstream) -> None:
     assert tracker.last_ok is not None
     changes = dict(tracker.last_ok.session_changes())
     assert SessionTrackType.SESSION_TRACK_SCHEMA in changes
+    assert tracker.last_ok.changed_schema() == b"test"
+    tracker, _ = run(up, sock, ComQuery(query=b"SET SESSION time_zone = '+01:00'").encode())
+    assert tracker.last_ok is not None
+    assert tracker.last_ok.changed_variables().get(b"time_zone") == b"+01:00"
     tracker, _ = run(up, sock, SimpleCommand(command=Command.COM_PING).encode())
     assert tracker.error is None
     tracker, data = run(up, sock, SimpleCommand(command=Command.COM_STATISTICS).encode())
@@ -200,8 +214,9 @@ def test_upstream_wrong_password_fails() -> None:
         assert result.error.error_code == 1045
 
 
-@pytest.fixture
-def gateway() -> Iterator[tuple[int, list[object]]]:
+def start_gateway(
+    tls: ssl.SSLContext | None = None,
+) -> tuple[int, list[object], threading.Thread, socket.socket]:
     listener = socket.create_server(("127.0.0.1", 0))
     log: list[object] = []
     thread = threading.Thread(
@@ -213,16 +228,122 @@ def gateway() -> Iterator[tuple[int, list[object]]]:
             "upstream_user": USER,
             "upstream_password": PASSWORD,
             "log": log,
+            "tls": tls,
         },
         daemon=True,
     )
     thread.start()
+    return listener.getsockname()[1], log, thread, listener
+
+
+@pytest.fixture
+def gateway() -> Iterator[tuple[int, list[object]]]:
+    port, log, thread, listener = start_gateway()
     try:
-        yield listener.getsockname()[1], log
+        yield port, log
     finally:
         thread.join(timeout=20)
         listener.close()
     assert not thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wardgate test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_gateway(certificate: tuple[Path, Path]) -> Iterator[tuple[int, list[object], Path]]:
+    cert_path, key_path = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    port, log, thread, listener = start_gateway(context)
+    try:
+        yield port, log, cert_path
+    finally:
+        thread.join(timeout=20)
+        listener.close()
+    assert not thread.is_alive()
+
+
+def test_pymysql_over_tls(tls_gateway) -> None:
+    port, log, cert_path = tls_gateway
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user="agent",
+        password=TOKEN.decode(),
+        ssl={"ca": str(cert_path)},
+    )
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq FROM test.seq_1_to_2000")
+        assert len(cur.fetchall()) == 2000
+    conn.close()
+    assert any(isinstance(e, TLSRequested) for e in log)
+    login = next(e for e in log if isinstance(e, LoginRequested))
+    assert login.tls
+    assert login.password == TOKEN
+
+
+def test_mysql_connector_over_tls(tls_gateway) -> None:
+    """mysql-connector-python sends a clear password only over TLS: the gateway's TLS."""
+    port, log, cert_path = tls_gateway
+    conn = mysql.connector.connect(
+        host="127.0.0.1",
+        port=port,
+        user="agent",
+        password=TOKEN.decode(),
+        ssl_ca=str(cert_path),
+        use_pure=True,
+    )
+    cur = conn.cursor()
+    cur.execute("SELECT CONCAT('hello ', seq) FROM test.seq_1_to_3")
+    assert cur.fetchall() == [("hello 1",), ("hello 2",), ("hello 3",)]
+    cur.close()
+    conn.close()
+    login = next(e for e in log if isinstance(e, LoginRequested))
+    assert login.tls
+    assert login.password == TOKEN
+
+
+def test_plain_text_refused_when_gateway_has_tls(tls_gateway) -> None:
+    port, log, _ = tls_gateway
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        pymysql.connect(
+            host="127.0.0.1", port=port, user="agent", password=TOKEN.decode(), ssl_disabled=True
+        )
+    assert err.value.args[0] == 1045
+    assert not any(isinstance(e, LoginRequested) for e in log)
 
 
 def test_pymysql_through_server_side(gateway) -> None:
