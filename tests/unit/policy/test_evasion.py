@@ -38,7 +38,11 @@ def test_corpora_are_substantial() -> None:
 @pytest.mark.parametrize("text", SQL)
 def test_sql_evasion_is_never_allowed(text: str) -> None:
     request = CommandRequest(
-        subject="agent", groups=("agents",), target="db", protocol=Protocol.MYSQL, sql=classify_sql(text)
+        subject="agent",
+        groups=("agents",),
+        target="db",
+        protocol=Protocol.MYSQL,
+        sql=classify_sql(text),
     )
     decision = decide(POLICY, request)
     assert decision.action in (Action.DENY, Action.REVIEW), (text, decision)
@@ -47,7 +51,11 @@ def test_sql_evasion_is_never_allowed(text: str) -> None:
 @pytest.mark.parametrize("text", SHELL)
 def test_shell_evasion_is_never_allowed(text: str) -> None:
     request = CommandRequest(
-        subject="agent", groups=("agents",), target="host", protocol=Protocol.SSH, shell=classify_shell(text)
+        subject="agent",
+        groups=("agents",),
+        target="host",
+        protocol=Protocol.SSH,
+        shell=classify_shell(text),
     )
     decision = decide(POLICY, request)
     assert decision.action in (Action.DENY, Action.REVIEW), (text, decision)
@@ -94,7 +102,8 @@ def test_sql_mode_changes_where_strings_end(text: str, mode: SqlMode) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["ls -la /var/log", "cat /etc/hostname | grep -c x", "echo 'rm -rf /'", "ls 2>/dev/null"]
+    "text",
+    ["ls -la /var/log", "cat /etc/hostname | grep -c x", "echo 'rm -rf /'", "ls 2>/dev/null"],
 )
 def test_plain_shell_reads_are_allowed(text: str) -> None:
     request = CommandRequest(
