@@ -23,33 +23,28 @@ def load_policy(toml_text: str) -> Policy:
     try:
         return policy_from_mapping(data)
     except PolicyError as exc:
-        if exc.line is not None:
-            raise
-        line = _locate(toml_text, exc.rule, exc.field)
-        message = str(exc).split(": ", 1)[1] if (exc.rule or exc.field) else str(exc)
-        raise PolicyError(message, rule=exc.rule, field=exc.field, line=line) from None
+        line = _locate(toml_text, exc.index, exc.field)
+        raise PolicyError(
+            exc.message, rule=exc.rule, field=exc.field, line=line, index=exc.index
+        ) from None
 
 
-def _locate(text: str, rule: str | None, field: str | None) -> int | None:
-    """Best line for an error: the field inside the named rule's block, else the block."""
+def _locate(text: str, index: int | None, field: str | None) -> int | None:
+    """Best line for an error: the field inside the rule's block (or [policy]), else the block."""
     lines = text.splitlines()
-    blocks: list[tuple[int, int]] = []  # (first line index, end) of each [[rule]]
-    for i, line in enumerate(lines):
-        if _RULE_HEADER.match(line):
-            blocks.append((i, len(lines)))
-        elif _TABLE_HEADER.match(line) and blocks and blocks[-1][1] == len(lines):
-            blocks[-1] = (blocks[-1][0], i)
-    if rule is None:
-        span = (0, blocks[0][0] if blocks else len(lines))
-    else:
-        name_line = re.compile(rf"^\s*name\s*=\s*([\"']){re.escape(rule)}\1\s*(#.*)?$")
-        found = [b for b in blocks if any(name_line.match(lines[j]) for j in range(*b))]
-        if not found:
+    starts = [i for i, line in enumerate(lines) if _TABLE_HEADER.match(line)]
+    rule_starts = [i for i in starts if _RULE_HEADER.match(lines[i])]
+    if index is not None:
+        if index >= len(rule_starts):
             return None
-        span = found[0]
+        first = rule_starts[index]
+    else:
+        first = 0  # top level and [policy] tables come before the rules
+    later = [i for i in (rule_starts if index is None else starts) if i > first]
+    end = later[0] if later else len(lines)
     if field is not None:
-        field_line = re.compile(rf"^\s*{re.escape(field)}\s*=")
-        for j in range(*span):
+        field_line = re.compile(rf"^\s*(\[\s*[\w.]*\.)?{re.escape(field)}\s*[=\]]")
+        for j in range(first, end):
             if field_line.match(lines[j]):
                 return j + 1
-    return span[0] + 1
+    return first + 1

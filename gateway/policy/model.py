@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -53,6 +53,7 @@ class PolicyError(ValueError):
         rule: str | None = None,
         field: str | None = None,
         line: int | None = None,
+        index: int | None = None,
     ) -> None:
         where = []
         if line is not None:
@@ -65,6 +66,8 @@ class PolicyError(ValueError):
         self.rule = rule
         self.field = field
         self.line = line
+        self.index = index  # position of the rule in the file, when known
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,27 +180,12 @@ def _rule_dict(r: Rule) -> dict[str, Any]:
 _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _KINDS = frozenset(k.value for k in StatementKind)
-_RULE_KEYS = frozenset(
-    [
-        "name",
-        "action",
-        "description",
-        "subjects",
-        "groups",
-        "targets",
-        "protocol",
-        "statements",
-        "tables",
-        "programs",
-        "args",
-        "sessions",
-        "match_regex",
-        "approver_groups",
-        "quorum",
-        "expiry",
-        "masking_profile",
-    ]
-)
+# A rule's fields as written in the file: the dataclass fields, with review spelled out.
+_RULE_KEYS = frozenset(f.name for f in fields(Rule)) - {"review"} | {
+    "approver_groups",
+    "quorum",
+    "expiry",
+}
 
 
 def parse_duration(value: object, *, rule: str | None = None) -> int:
@@ -284,7 +272,9 @@ def _rule(data: Mapping[str, Any], index: int, policy_review: Review | None) -> 
         raise PolicyError(f"rule #{index + 1} needs a non-empty name", field="name")
     unknown_keys = sorted(set(data) - _RULE_KEYS)
     if unknown_keys:
-        raise PolicyError(f"unknown field(s) {', '.join(unknown_keys)}", rule=name)
+        raise PolicyError(
+            f"unknown field(s) {', '.join(unknown_keys)}", rule=name, field=unknown_keys[0]
+        )
     action = _enum(Action, data.get("action"), name, "action")
     protocol = _enum(Protocol, data["protocol"], name, "protocol") if "protocol" in data else None
     statements = tuple(_statement_pattern(s, name) for s in _strings(data, "statements", name))
@@ -384,7 +374,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
         raise PolicyError("[policy] must be a table", field="policy")
     bad = sorted(set(header) - {"name", "default", "unknown", "review", "masking_profile"})
     if bad:
-        raise PolicyError(f"unknown field(s) {', '.join(bad)} in [policy]", field="policy")
+        raise PolicyError(f"unknown field(s) {', '.join(bad)} in [policy]", field=bad[0])
     review_data = header.get("review")
     if review_data is not None and not isinstance(review_data, Mapping):
         raise PolicyError("[policy.review] must be a table", field="review")
@@ -398,14 +388,16 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     rules_data = data.get("rule", [])
     if not isinstance(rules_data, list) or not all(isinstance(r, Mapping) for r in rules_data):
         raise PolicyError("rules must be [[rule]] tables", field="rule")
-    rules = tuple(_rule(r, i, review) for i, r in enumerate(rules_data))
-    seen: set[str] = set()
-    for rule in rules:
-        if rule.name in seen:
-            raise PolicyError("duplicate rule name", rule=rule.name, field="name")
-        seen.add(rule.name)
+    rules: list[Rule] = []
+    for i, r in enumerate(rules_data):
+        try:
+            rules.append(_rule(r, i, review))
+        except PolicyError as exc:
+            raise PolicyError(exc.message, rule=exc.rule, field=exc.field, index=i) from None
+        if any(rule.name == rules[-1].name for rule in rules[:-1]):
+            raise PolicyError("duplicate rule name", rule=rules[-1].name, field="name", index=i)
     return Policy(
-        rules=rules,
+        rules=tuple(rules),
         default=default,
         unknown=unknown,
         review=review,

@@ -164,6 +164,8 @@ def _parse(text: str, st: _State, depth: int) -> None:
     piped_in = False
     for tok in [*tokens, ShellOp(op=";")]:
         if isinstance(tok, ShellOp) and tok.op in _SEPARATORS:
+            if tok.op == "(" and simple:
+                st.fail("defines a function (or is not valid syntax)")
             if simple:
                 _simple_command(simple, st, depth, piped_in=piped_in)
             simple = []

@@ -103,6 +103,10 @@ _Sig = tuple[Tok, str, str]
 
 
 # Words that can follow a table name without being its alias, and words that are never tables.
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Enum member access costs a class attribute lookup each time; the hot loops use these.
 _WORD = Tok.WORD
 _VARIABLE = Tok.VARIABLE
@@ -111,109 +115,22 @@ _SEMI = Tok.SEMICOLON
 _SQL_WS = " \t\n\r\x0b\x0c"
 _SEMI_TOKEN = (Tok.SEMICOLON, ";", ";")
 
-_CLAUSE_END = frozenset(
-    [
-        "WHERE",
-        "JOIN",
-        "INNER",
-        "LEFT",
-        "RIGHT",
-        "CROSS",
-        "NATURAL",
-        "STRAIGHT_JOIN",
-        "FULL",
-        "OUTER",
-        "ON",
-        "USING",
-        "GROUP",
-        "ORDER",
-        "HAVING",
-        "LIMIT",
-        "UNION",
-        "EXCEPT",
-        "INTERSECT",
-        "FOR",
-        "LOCK",
-        "INTO",
-        "SET",
-        "VALUES",
-        "VALUE",
-        "SELECT",
-        "WINDOW",
-        "RETURNING",
-        "PROCEDURE",
-        "WITH",
-        "LATERAL",
-        "MINUS",
-        "OFFSET",
-        "FETCH",
-        "ON",
-        "DUPLICATE",
-        "PARTITION",
-        "AS",
-        "LIKE",
-        "SELECT",
-    ]
+_CLAUSE_END = _words(
+    "WHERE JOIN INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN FULL OUTER ON USING GROUP "
+    "ORDER HAVING LIMIT UNION EXCEPT INTERSECT FOR LOCK INTO SET VALUES VALUE SELECT "
+    "WINDOW RETURNING PROCEDURE WITH LATERAL MINUS OFFSET FETCH DUPLICATE"
 )
-_NOT_TABLE = frozenset(
-    [
-        "SELECT",
-        "WITH",
-        "VALUES",
-        "VALUE",
-        "DUAL",
-        "LATERAL",
-        "IF",
-        "OUTFILE",
-        "DUMPFILE",
-        "TABLE",
-        "TABLES",
-        "SET",
-        "WHERE",
-        "JOIN",
-        "ON",
-        "USING",
-        "INNER",
-        "LEFT",
-        "RIGHT",
-        "CROSS",
-        "NATURAL",
-        "STRAIGHT_JOIN",
-        "TEMPORARY",
-        "ONLY",
-        "IGNORE",
-        "LOW_PRIORITY",
-        "QUICK",
-        "DELAYED",
-        "HIGH_PRIORITY",
-    ]
+_NOT_TABLE = _words(
+    "SELECT WITH VALUES VALUE DUAL LATERAL IF OUTFILE DUMPFILE TABLE TABLES SET WHERE "
+    "JOIN ON USING INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN TEMPORARY ONLY IGNORE "
+    "LOW_PRIORITY QUICK DELAYED HIGH_PRIORITY"
 )
 # Inside these function calls FROM is part of the syntax, not a table list.
 _FROM_FUNCS = frozenset({"EXTRACT", "TRIM", "SUBSTRING", "SUBSTR", "POSITION", "OVERLAY", "MID"})
 
-_ADMIN_HEADS = frozenset(
-    [
-        "SHUTDOWN",
-        "KILL",
-        "FLUSH",
-        "INSTALL",
-        "UNINSTALL",
-        "RESET",
-        "PURGE",
-        "CHANGE",
-        "STOP",
-        "BINLOG",
-        "CACHE",
-        "OPTIMIZE",
-        "REPAIR",
-        "CHECK",
-        "CHECKSUM",
-        "LOCK",
-        "UNLOCK",
-        "BACKUP",
-        "RESTART",
-        "CLONE",
-    ]
+_ADMIN_HEADS = _words(
+    "SHUTDOWN KILL FLUSH INSTALL UNINSTALL RESET PURGE CHANGE STOP BINLOG CACHE OPTIMIZE "
+    "REPAIR CHECK CHECKSUM LOCK UNLOCK BACKUP RESTART CLONE"
 )
 _COMPOUND_HEADS = frozenset({"IF", "CASE", "LOOP", "WHILE", "REPEAT", "FOR"})
 _SHOW_HEADS = frozenset({"SHOW", "DESCRIBE", "DESC", "EXPLAIN", "HELP"})
@@ -273,7 +190,9 @@ def _table_ref(sig: list[_Sig], i: int, *, star: bool = False) -> tuple[TableRef
     return TableRef(database=None, name=first), i + 1
 
 
-def _table_list(sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool = True) -> None:
+def _table_list(
+    sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool = True, rename: bool = False
+) -> None:
     """Collect a comma-separated list of table references starting at ``i``.
 
     ``func_ok=False`` (FROM, JOIN) skips ``name(`` as a table function such as JSON_TABLE.
@@ -301,7 +220,7 @@ def _table_list(sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool =
                 if text == ",":
                     i += 1
                     break
-                if kind is _WORD and key == "TO":
+                if rename and kind is _WORD and key == "TO":  # RENAME TABLE a TO b
                     ref, i = _table_ref(sig, i + 1)
                     if ref is not None:
                         out.append(ref)
@@ -348,7 +267,7 @@ def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Face
                 continue
             _table_list(sig, i + 1, out, func_ok=False)
         elif key in ("TABLE", "VIEW"):
-            _table_list(sig, i + 1, out)
+            _table_list(sig, i + 1, out, rename=head == "RENAME")
         elif key == "INTO":
             nxt = _word_at(sig, i + 1)
             if nxt in ("OUTFILE", "DUMPFILE"):
@@ -387,29 +306,9 @@ def _skip_modifiers(sig: list[_Sig], i: int, words: frozenset[str]) -> int:
 _INSERT_MODS = frozenset({"LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE", "INTO"})
 _TABLE_LIST_MODS = frozenset({"LOW_PRIORITY", "IGNORE", "TABLE"})
 _EXPLAINABLE = _DML_VERBS | {"ANALYZE", "FORMAT", "EXTENDED", "PARTITIONS", "WITH"}
-_CREATE_MODS = frozenset(
-    [
-        "OR",
-        "REPLACE",
-        "TEMPORARY",
-        "ONLINE",
-        "OFFLINE",
-        "UNIQUE",
-        "FULLTEXT",
-        "SPATIAL",
-        "AGGREGATE",
-        "SQL",
-        "SECURITY",
-        "DEFINER",
-        "INVOKER",
-        "UNDEFINED",
-        "MERGE",
-        "TEMPTABLE",
-        "ALGORITHM",
-        "IF",
-        "NOT",
-        "EXISTS",
-    ]
+_CREATE_MODS = _words(
+    "OR REPLACE TEMPORARY ONLINE OFFLINE UNIQUE FULLTEXT SPATIAL AGGREGATE SQL SECURITY "
+    "DEFINER INVOKER UNDEFINED MERGE TEMPTABLE ALGORITHM IF NOT EXISTS"
 )
 
 
@@ -656,11 +555,9 @@ def classify_sql_uncached(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlCla
         return SqlClassification(
             statements=(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason=str(exc)),)
         )
-    out: list[SqlStatement] = []
-    for pieces in readings:
-        for stmt in _classify_reading(pieces):
-            if stmt not in out:
-                out.append(stmt)
+    out = _classify_reading(readings[0])
+    for pieces in readings[1:]:  # other readings add what the first does not already have
+        out += [stmt for stmt in _classify_reading(pieces) if stmt not in out]
     if not out:
         out.append(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason="empty"))
     return SqlClassification(statements=tuple(out))

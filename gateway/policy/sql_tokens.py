@@ -212,7 +212,9 @@ def scan(
                 pos += len(value)
                 continue
         elif kind is number:
-            if _NUMBER.fullmatch(value) is None:
+            if value == ".":
+                kind = operator
+            elif _NUMBER.fullmatch(value) is None:
                 kind = word
         elif kind is string or kind is qident:
             if len(value) == 1:
@@ -261,7 +263,9 @@ def scan_significant(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> list[tuple[
         elif kind is comment:
             continue
         elif kind is number:
-            if _NUMBER.fullmatch(value) is None:
+            if value == ".":
+                kind = operator
+            elif _NUMBER.fullmatch(value) is None:
                 append((word, value.upper() if value.isascii() else value, value))
                 continue
         elif kind is string or kind is qident:
@@ -335,7 +339,7 @@ _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE
 _FIRST_KIND: dict[str, Tok] = {chr(c): Tok.OPERATOR for c in range(128)}
 _FIRST_KIND.update({c: Tok.WS for c in _WS})
 _FIRST_KIND.update({c: Tok.WORD for c in "_$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"})
-_FIRST_KIND.update({c: Tok.NUMBER for c in "0123456789"})
+_FIRST_KIND.update({c: Tok.NUMBER for c in "0123456789."})  # "." alone is punctuation
 _FIRST_KIND.update({"'": Tok.STRING, '"': Tok.STRING, "`": Tok.QUOTED_IDENT, "@": Tok.VARIABLE})
 _FIRST_KIND.update({"?": Tok.PLACEHOLDER, ";": Tok.SEMICOLON, "#": Tok.COMMENT})
 
