@@ -205,7 +205,7 @@ def banner(settings: Settings, idp: DevIdP, ports: dict[str, int], problem: str 
             "",
             "Try:  SELECT * FROM customers LIMIT 3;        -- cards, SSNs, e-mails come back masked",
             "      DROP TABLE payments;                     -- blocked by policy",
-            "      UPDATE payments SET status='refunded' WHERE id=1;  -- held for on-call approval",
+            "      UPDATE payments SET status='disputed' WHERE id=1;  -- held for on-call approval",
             "",
             "Or run the scripted agent:  wardgate demo agent",
             "",

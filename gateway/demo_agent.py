@@ -26,11 +26,11 @@ STEPS = (
     ),
     ("drop the payments table (blocked by policy)", "DROP TABLE payments"),
     (
-        "refund payment 1 (held until someone in 'oncall' approves)",
-        "UPDATE payments SET status = 'refunded' WHERE id = 1",
+        "dispute payment 1 (held until someone in 'oncall' approves)",
+        "UPDATE payments SET status = 'disputed' WHERE id = 1",
     ),
     (
-        "read the refunded payment",
+        "read the disputed payment",
         "SELECT id, amount, status, card_number FROM payments WHERE id = 1",
     ),
 )

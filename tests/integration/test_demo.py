@@ -106,7 +106,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         assert agent_out["code"] == "0", agent_out
         assert "denied by rule block-destructive-ddl" in out
         assert "1 row(s) affected" in out
-        assert "refunded" in out
+        assert "disputed" in out
     finally:
         demo.terminate()
         demo.wait(20)
