@@ -33,7 +33,6 @@ from gateway.mysql.protocol_events import (
     NeedData,
     ServerEvent,
     ServerGreeting,
-    StartTLS,
     TLSRequested,
     UpstreamEvent,
 )
@@ -58,7 +57,6 @@ __all__ = [
     "ServerGreeting",
     "ServerSide",
     "ServerState",
-    "StartTLS",
     "TLSRequested",
     "UpstreamEvent",
     "UpstreamSide",

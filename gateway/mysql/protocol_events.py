@@ -96,12 +96,6 @@ class ServerGreeting:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StartTLS:
-    """The SSLRequest to the upstream server is queued: send it, start TLS on the socket, then
-    call ``UpstreamSide.tls_started()``."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LoginSucceeded:
     ok: OkPacket
     capabilities: Capability
@@ -114,4 +108,4 @@ class LoginFailed:
 
 
 ServerEvent = TLSRequested | LoginRequested | CommandReceived | InvalidCommand | ConnectionClosed
-UpstreamEvent = ServerGreeting | StartTLS | LoginSucceeded | LoginFailed | ConnectionClosed
+UpstreamEvent = ServerGreeting | LoginSucceeded | LoginFailed | ConnectionClosed

@@ -435,18 +435,15 @@ class ServerSide:
         self._out += data
 
     def send_error(self, message: str, *, error_code: int) -> None:
-        """ERR for the login in progress (refused), for the current command (answered; the
-        connection goes on), or, between commands, as the last word before closing (after a
-        fatal RemoteProtocolError such as a command out of sequence)."""
+        """ERR for the login in progress (refused) or for the current command (answered; the
+        connection goes on). Between commands there is nothing to answer: LocalProtocolError
+        (the driver then sends its own unsolicited ERR before closing)."""
         if self.in_login:
             self.reject_login(message, error_code=error_code)
         elif self.state is ServerState.RESPONSE:
             self.send_response(self._err(error_code, message))
-        elif self.state is ServerState.COMMAND:
-            self._queue(self._err(error_code, message).encode())
-            self._move(ServerTrigger.CLOSE)
         else:
-            raise LocalProtocolError(f"no one to send an error to in state {self.state.name}")
+            raise LocalProtocolError(f"no command to answer in state {self.state.name}")
 
     def send_error_for(self, error: MySQLProtocolError) -> None:
         """ERR for a protocol error the codec raised or reported (InvalidCommand)."""

@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 The relay forwards the server's bytes as they arrive and asks the tracker, for each packet
 header it walks (see ``framing.FrameScanner``), what the packet is. Classification looks at the
-response phase and the first payload byte; only packets that steer the phase (OK, EOF, ERR,
-column count, column and parameter definitions, PREPARE_OK) are decoded, and those are small.
-Rows are counted and never copied: a row may be classified as soon as its header and first
-byte are in the buffer, so the relay can stream rows larger than its buffer.
+response phase and the first payload byte. Only what steers the phase is read: the column
+count, OK/EOF status flags and counters, PREPARE_OK, ERR. Column and parameter definitions
+and OK details (info, session state) are kept as raw payloads and decoded when someone reads
+``columns``, ``params``, ``last_ok`` or ``binary_row_columns()``. Rows are counted and never
+copied: a row may be classified as soon as its header and first byte are in the buffer, so
+the relay can stream rows larger than its buffer.
 
 Telling rows from terminators: an EOF is 0xFE with a payload under 9 bytes. Under
 CLIENT_DEPRECATE_EOF the end of a result set is an OK with header 0xFE instead, and a row can

@@ -7,8 +7,9 @@ Theory of operation
     up = UpstreamSide(username=..., password=vaulted, use_tls=...)
     loop: event = up.next_event(); send(up.data_to_send()); on NEED_DATA receive_data(recv())
       ServerGreeting   -> (announce its version to the agent) up.login(capabilities=..., ...)
-      StartTLS         -> (only with use_tls) the SSLRequest has been handed out: wrap the
-                          socket in TLS, then up.tls_started()
+                          with use_tls, login() queues the SSLRequest and next_event()
+                          returns NEED_DATA in state UpstreamState.TLS_PENDING: send it,
+                          wrap the socket in TLS, then up.tls_started()
       LoginSucceeded   -> the connection is ready; relay commands (``start_command`` for the
                           gateway's own ones); use ``event.capabilities`` for trackers
       LoginFailed      -> close; the agent gets a generic error (never the upstream detail)
@@ -55,7 +56,6 @@ from gateway.mysql.protocol_events import (
     LoginSucceeded,
     NeedData,
     ServerGreeting,
-    StartTLS,
     UpstreamEvent,
 )
 from gateway.mysql.states import (
@@ -99,7 +99,6 @@ class UpstreamSide:
         self._switched = False
         self._awaiting_key = False
         self._pending_login: HandshakeResponse41 | None = None
-        self._tls_announced = False
         self._deframer = Deframer(max_payload=max_payload)
         self._eof = False
         self._out = bytearray()
@@ -132,9 +131,6 @@ class UpstreamSide:
 
     def next_event(self) -> UpstreamEvent | NeedData:
         while True:
-            if self.state is UpstreamState.TLS_PENDING and not self._tls_announced:
-                self._tls_announced = True
-                return StartTLS()
             if self.state in (UpstreamState.GREETED, UpstreamState.TLS_PENDING):
                 return NEED_DATA  # waiting for the driver, not for bytes
             if self.state is UpstreamState.READY:

@@ -348,3 +348,39 @@ def test_server_side_on_well_framed_random_commands(commands: list[bytes]) -> No
             srv.send_error_for(event.error)
         elif isinstance(event, ConnectionClosed):
             return
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_byte_at_a_time_relay_of_every_capture(name: str) -> None:
+    conv = replay(name)
+    for exchange in conv.exchanges:
+        tracker = ResponseTracker(
+            exchange.command[0], conv.capabilities, mariadb_capabilities=conv.mariadb_capabilities
+        )
+        wire = b"".join(frame(p, seq)[0] for _, p, seq in exchange.packets)
+        relay = ResponseRelay(tracker)
+        forwarded = b"".join(relay.feed(wire[i : i + 1]) for i in range(len(wire)))
+        assert forwarded == wire
+        assert relay.kinds == [k for k, _, _ in exchange.packets]
+        assert tracker.complete
+
+
+def test_byte_at_a_time_server_side_login_and_commands() -> None:
+    commands = [b"\x03SELECT 1", b"\x0e", b"\x01"]
+    wire = client_stream() + b"".join(frame(c, 0)[0] for c in commands)
+    srv = ServerSide(
+        server_version="x", connection_id=1, capabilities=CAPS, allow_cleartext_without_tls=True
+    )
+    events: list[object] = []
+    for i in range(len(wire)):
+        srv.receive_data(wire[i : i + 1])
+        while (event := srv.next_event()) is not NEED_DATA:
+            events.append(event)
+            if isinstance(event, LoginRequested):
+                srv.accept_login()
+            elif isinstance(event, CommandReceived) and event.tracker is not None:
+                srv.send_response(OkPacket())
+            if isinstance(event, ConnectionClosed):
+                break
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["LoginRequested", "CommandReceived", "CommandReceived", "ConnectionClosed"]
