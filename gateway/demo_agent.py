@@ -57,7 +57,7 @@ def run_agent(settings: Settings, *, subject: str = "agent-7", out: object = Non
             port=target.listen[1],
             user=subject,
             password=token,
-            database="wardgate_demo",
+            database=str(settings.section("demo").get("database", "wardgate_demo")),
             ssl=context,
             autocommit=True,
         )

@@ -24,6 +24,7 @@ from events.store import StoreError
 from gateway.approvals import APPROVED, DENIED, EXPIRED, TIMED_OUT, ApprovalDesk, HoldRequest
 from gateway.identity import Identity
 from gateway.live import LiveViews
+from gateway.masking import DEFAULT_PROFILE, MaskingProfile
 from gateway.policy.engine import CommandRequest, Decision, decide
 from gateway.policy.model import Action, Policy, Protocol, SessionKind
 from gateway.policy.shell import classify_shell
@@ -56,6 +57,7 @@ class Guard:
         self.views = views
         self.desk = desk
         self._compiled: tuple[str, Policy] = ("", NO_POLICY)
+        self._warned: set[str] = set()
 
     def policy(self) -> Policy:
         view = self.views.policy
@@ -66,6 +68,23 @@ class Guard:
                 logger.error("stored policy %s cannot be loaded: %s", view.digest, exc)
                 self._compiled = (view.digest, NO_POLICY)
         return self._compiled[1]
+
+    def masking_profile(self, name: str | None) -> MaskingProfile | None:
+        """The profile a decision names: None means the default profile (masking is on
+        unless the policy says ``masking_profile = "none"``)."""
+        if name in (None, "", "default"):
+            return DEFAULT_PROFILE
+        if name == "none":
+            return None
+        profiles = getattr(self.policy(), "masking_profiles", {})
+        found = profiles.get(name)
+        if found is None:
+            if name not in self._warned:
+                self._warned.add(name)
+                logger.error("policy names unknown masking profile %r: using the default", name)
+            return DEFAULT_PROFILE
+        assert isinstance(found, MaskingProfile)
+        return found
 
     # -- entry points ---------------------------------------------------------------------
 

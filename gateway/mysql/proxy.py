@@ -54,6 +54,7 @@ from gateway.mysql.errors import MySQLProtocolError
 from gateway.mysql.framing import frame
 from gateway.mysql.packets import ErrPacket
 from gateway.mysql.relay import RowRewriter, UpstreamClosed, relay_response
+from gateway.mysql.result_masking import ResultMasker
 from gateway.mysql.upstream import (
     UpstreamConnection,
     UpstreamError,
@@ -517,7 +518,8 @@ class MySQLSession:
         tracker = event.tracker
         if tracker is None:
             return
-        rewrite = self._rewriter(profile)
+        masker = self._masker(profile)
+        rewrite: RowRewriter | None = masker
         try:
             with trio.move_on_after(SLOW_QUERY_WATCH) as quick:
                 await relay_response(upstream.stream, self.client, tracker, rewrite=rewrite)
@@ -539,7 +541,7 @@ class MySQLSession:
                     error_code=error.error_code if error is not None else None,
                     error_message=error.message.decode(errors="replace")[:500] if error else None,
                     duration_ms=round(duration, 3),
-                    masked=self._masked_counts(),
+                    masked=masker.totals() if masker is not None else {},
                 )
             ]
         )
@@ -580,11 +582,9 @@ class MySQLSession:
             except UpstreamError as exc:
                 logger.warning("could not kill the upstream query: %s", exc)
 
-    def _rewriter(self, profile: str | None) -> RowRewriter | None:
-        return None
-
-    def _masked_counts(self) -> dict[str, int]:
-        return {}
+    def _masker(self, profile: str | None) -> ResultMasker | None:
+        resolved = self.ctx.guard.masking_profile(profile)
+        return ResultMasker(resolved) if resolved is not None else None
 
 
 def _command_name(command: int) -> str:

@@ -33,6 +33,18 @@ class UpstreamClosed(Exception):
     """The server closed the connection in the middle of a response."""
 
 
+class RelayAbort(Exception):
+    """Raised by a row rewriter: stop forwarding this response, tell the client why.
+
+    The client gets an ERR packet in place of the row; the rest of the server's response is
+    read and dropped, so the connection stays in step."""
+
+    def __init__(self, message: str, error_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+
+
 @dataclass(slots=True)
 class RelayResult:
     bytes_in: int = 0
@@ -54,9 +66,20 @@ class _Rewriter:
         self.result = result
         self.pending: list[bytes] | None = None
         self.pending_seq = 0
+        self.aborted: RelayAbort | None = None
 
     def _finish(self, payload: bytes, seq: int) -> bytes | None:
-        new = self.rewrite(self.tracker, payload)
+        try:
+            new = self.rewrite(self.tracker, payload)
+        except RelayAbort as abort:
+            self.aborted = abort
+            err = (
+                b"\xff"
+                + abort.error_code.to_bytes(2, "little")
+                + b"#HY000"
+                + abort.message.encode()
+            )
+            return frame(err, seq)[0]
         if new is None:
             return None
         self.result.rows_rewritten += 1
@@ -64,11 +87,17 @@ class _Rewriter:
         return framed
 
     def feed(self, buf: bytes, starts: list[int]) -> bytes:
-        """The bytes to forward for the complete packets at ``starts`` (``buf`` ends there)."""
+        """The bytes to forward for the complete packets at ``starts`` (``buf`` ends there).
+
+        After an abort the response is still followed (classified) but nothing more of it
+        is forwarded."""
         out: list[bytes] = []
         last = 0
         classify = self.tracker.classify
         for start in starts:
+            if self.aborted is not None:
+                classify(buf, start)
+                continue
             length = _length(buf, start)
             end = start + 4 + length
             if self.pending is not None:  # the next piece of a big row
@@ -93,9 +122,10 @@ class _Rewriter:
                 out.append(buf[last:start])
                 out.append(framed)
                 last = end
-        if last == 0:
-            return buf
-        out.append(buf[last:])
+        if self.aborted is None:
+            if last == 0:
+                return buf
+            out.append(buf[last:])
         return b"".join(out)
 
 
