@@ -33,7 +33,9 @@ from gateway.live import LiveViews
 from gateway.mysql.proxy import MySQLProxy
 from gateway.policy import PolicyError
 from gateway.policy_admin import apply_policy
-from gateway.targets import mysql_targets
+from gateway.recovery import close_abandoned_sessions
+from gateway.status import serve_status
+from gateway.targets import mysql_targets, parse_address
 from gateway.vault import Vault, VaultError
 from gateway.writer import EventWriter
 
@@ -44,6 +46,7 @@ logger = logging.getLogger("wardgate.server")
 class Started:
     ports: dict[str, int] = field(default_factory=dict)
     context: GatewayContext | None = None
+    status_port: int = 0
 
 
 class Gateway:
@@ -118,12 +121,20 @@ class Gateway:
                 if views.policy.document is None:
                     await trio.to_thread.run_sync(self._bootstrap_policy, store, views)
                     await views.catch_up()
+                await trio.to_thread.run_sync(close_abandoned_sessions, store, views, settings.node)
                 nursery.start_soon(desk.sweep)
                 if store.backend == "sqlite":
                     nursery.start_soon(_checkpoints, store)
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
                     started.ports[target.name] = await nursery.start(proxy.serve)
+                status_at = parse_address(
+                    str(settings.section("gateway").get("status_listen", "127.0.0.1:0")),
+                    what="[gateway] status_listen",
+                )
+                started.status_port = await nursery.start(
+                    serve_status, ctx, started.ports, status_at, settings.data_dir
+                )
                 logger.info("gateway %s serving %s", settings.node, started.ports)
                 task_status.started(started)
         finally:
