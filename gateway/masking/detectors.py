@@ -205,14 +205,14 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
     if len(groups[0]) != 4:
         return None
     # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.
-    shortest = len(groups) if [len(g) for g in groups] == [4, 4, 4, 4, 3] else 2
+    sizes = [len(g) for g in groups]
+    shortest = len(groups) if sizes == [4, 4, 4, 4, 3] else 2
     for n in range(len(groups), shortest - 1, -1):
-        chosen = groups[:n]
-        if any(not 3 <= len(g) <= 6 for g in chosen[:-1]) or not 1 <= len(chosen[-1]) <= 6:
+        inner_ok = min(sizes[: n - 1]) >= 3 and max(sizes[: n - 1]) <= 6
+        if not inner_ok or not 1 <= sizes[n - 1] <= 6:
             continue
-        digits = b"".join(chosen)
-        if card_ok(digits):
-            end = start + sum(len(g) for g in chosen) + n - 1
+        if card_ok(b"".join(groups[:n])):
+            end = start + sum(sizes[:n]) + n - 1
             return Finding(start=start, end=end, kind=CARD, value_start=start, value_end=end)
     return None
 
@@ -323,19 +323,28 @@ _CONTEXT = Family(
 # Domain labels: letters, digits and inner hyphens; the top-level domain is letters only.
 # Leading dots before the local part ("see...john@example.com") are skipped, not masked.
 _EMAIL_RX = re.compile(
-    rb"(?<![A-Za-z0-9._%+\-])\.*(?P<local>[A-Za-z0-9_%+\-](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?)@"
-    rb"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}(?P<tld>[A-Za-z]{2,24}))"
-    rb"(?![A-Za-z0-9\-]|\.[A-Za-z0-9\-])"
+    rb"(?<![A-Za-z0-9._%+\-])\.*(?P<local>[A-Za-z0-9_%+\-][A-Za-z0-9._%+\-]{0,63})@"
+    rb"(?P<domain>[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:\.[A-Za-z0-9][A-Za-z0-9\-]{0,62}){1,8})"
+    rb"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
 )
 _FILE_TLDS = frozenset({b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico"})
 
 
 def _validate_email(buf: bytes, m: re.Match[bytes]) -> Finding | None:
-    # "icon@2x.png" is an asset name, not a mailbox.
-    if m.group("tld").lower() in _FILE_TLDS:
+    # Shape rules kept out of the pattern, where nested optional groups backtrack: the
+    # local part does not end with a dot, labels do not end with a hyphen, the top-level
+    # domain is 2-24 letters and not an image extension ("icon@2x.png" is an asset).
+    local, domain = m.group("local", "domain")
+    labels = domain.split(b".")
+    tld = labels[-1]
+    if (
+        local[-1:] == b"."
+        or not (2 <= len(tld) <= 24 and tld.isalpha())
+        or tld.lower() in _FILE_TLDS
+        or any(label[-1:] == b"-" for label in labels)
+    ):
         return None
     start = m.start("local")
-    local = m.group("local")
     if b".." in local:
         # "see...john@example.com": the address begins after the last run of dots.
         start += local.rfind(b"..") + 2
