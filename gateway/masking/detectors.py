@@ -323,7 +323,7 @@ _CONTEXT = Family(
 # Domain labels: letters, digits and inner hyphens; the top-level domain is letters only.
 # Leading dots before the local part ("see...john@example.com") are skipped, not masked.
 _EMAIL_RX = re.compile(
-    rb"(?<![A-Za-z0-9._%+\-])\.*(?P<local>[A-Za-z0-9_%+\-][A-Za-z0-9._%+\-]{0,63})@"
+    rb"(?<![A-Za-z0-9._%+\-])\.{0,8}(?P<local>[A-Za-z0-9_%+\-][A-Za-z0-9._%+\-]{0,63})@"
     rb"(?P<domain>[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:\.[A-Za-z0-9][A-Za-z0-9\-]{0,62}){1,8})"
     rb"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
 )
@@ -358,7 +358,7 @@ _EMAIL = Family(
     alternatives=(Alternative(kind=EMAIL, pattern=_EMAIL_RX, validate=_validate_email),),
     literals=(b"@",),
     run=b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
-    back=64,
+    back=72,  # up to 8 leading dots and a 64-byte local part
     reach=600,
 )
 
