@@ -6,9 +6,9 @@ Running every detector's regular expression at every byte is far too slow in Pyt
 pattern alone scans terminal text at about 50 MB/s). So detectors are grouped into *families*.
 Each family has a cheap *hit finder* that runs at C speed (literals, or a regex with a literal
 prefix, both searched with ``re``'s fast prefix scan, which on CPython 3.11 beats
-``bytes.find`` for short needles by 2-4x), and the
-guarantee that every value the family can detect contains a hit at most ``back`` bytes after the
-value's start. Only around hits do the exact patterns run.
+``bytes.find`` for short needles by 2-4x), and the guarantee that every value the family can
+detect contains a hit at most ``back`` bytes after the value's start. Only around hits do the
+exact patterns run.
 
 * digits (card, SSN, phone): the buffer is translated (digits -> ``d``, separators -> ``s``,
   ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``); every card, dashed SSN and phone number
@@ -16,7 +16,7 @@ value's start. Only around hits do the exact patterns run.
   and most sizes contain none of them.
 * iban: ``UUdd`` in the translated buffer.
 * context (SSN as nine bare digits, AWS secret keys): a keyword in the lower-cased buffer.
-* email: ``@``.
+* email: ``@``; the value starts where the run of local-part bytes before it starts.
 * keys (AWS, GCP, GitHub, Slack), JWT, PEM: their fixed prefixes.
 * custom patterns from the policy: their own regex.
 

@@ -10,12 +10,14 @@ wherever the chunk boundaries fall. Two facts make that work with a bounded buff
    we get the same answer as a single pass, provided the bytes before the stop that decided
    anything are still visible (``_CONTEXT`` bytes of look-behind are kept).
 2. A finding is final once the bytes after its start cannot change it. No value spans a line
-   break (except PEM bodies, below), and :data:`_PARTIAL` recognises every suffix of the
-   buffer that could still be the beginning of a value (a loose over-approximation: digits
-   and separators, a word, ``local@dom``, ``eyJ...``, ``DE89 3704``, ``-----BEG``, a keyword
-   with its value so far). Everything before the earliest such suffix is final; only that
-   suffix is held back. Output that ends with a newline, a prompt or any other byte that no
-   value can start with is emitted at once.
+   break (except PEM bodies, below), and :data:`_PARTIAL_PARTS` / :data:`_PARTIAL_JWT`
+   recognise every suffix of the buffer that could still be the beginning of a value (a loose
+   over-approximation: digits and separators, a word, ``local@dom``, ``eyJ...``,
+   ``DE89 3704``, ``-----BEG``, a keyword with its value so far). Everything before the
+   earliest such suffix is final; only that suffix is held back. Output that ends with a
+   newline, a prompt or any other byte that no value can start with is emitted at once. Each
+   suffix pattern has a look-behind no stronger than those of the values it stands for, so
+   it is tried only where a value could start: a long line without breaks stays cheap.
 
 So at most :data:`MAX_HOLD` bytes (8 KiB + a little, the longest JWT) are ever held, and only
 while they could still be a value. A longer JWT is not recognised.
