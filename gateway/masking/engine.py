@@ -103,7 +103,7 @@ class _Cursor:
     def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
         alternatives = self._family.alternatives
         if self._family.run:
-            start = low + len(buf[low:hit].rstrip(self._family.run))
+            start = low + buf[low:hit].translate(self._family.run_table).rfind(b"n") + 1
             for alt in alternatives:
                 m = alt.pattern.match(buf, start)
                 if m is not None:
