@@ -144,7 +144,7 @@ class _Cursor:
 class Engine:
     """A profile compiled for scanning: families, strategies and the hash key."""
 
-    __slots__ = ("_families", "_key", "_pool", "_specs", "profile")
+    __slots__ = ("_families", "_key", "_pool", "_probes", "_specs", "profile")
 
     def __init__(self, profile: MaskingProfile) -> None:
         self.profile = profile
@@ -155,6 +155,19 @@ class Engine:
         self._key = profile.hash_key
         self._specs: dict[str, StrategySpec] = {}
         self._pool: list[_Cursor] = []
+        # Per family: its view and (required byte, regex) pairs, any of which must match.
+        self._probes = tuple(
+            (
+                family,
+                family.view,
+                ((b"", family.finder),)
+                if family.finder is not None
+                else tuple(
+                    zip(family.pre or (b"",) * len(family.literals), family.literal_rx, strict=True)
+                ),
+            )
+            for family in self._families
+        )
 
     def spec(self, kind: str) -> StrategySpec:
         spec = self._specs.get(kind)
@@ -186,18 +199,13 @@ class Engine:
     def active(self, views: Views) -> tuple[Family, ...]:
         """The families whose hit finder hits somewhere in the buffer: for a small buffer
         (a row) cheaper than creating a cursor for every family."""
-        hit: list[Family] = []
+        hays = {"buf": views.buf, "t": views.t, "low": views.low}
         buf = views.buf
-        for family in self._families:
-            hay = getattr(views, family.view)
-            if family.finder is not None:
-                if family.finder.search(hay) is not None:
-                    hit.append(family)
-                continue
-            for i in range(len(family.literals)):
-                if family.pre and family.pre[i] and family.pre[i] not in buf:
-                    continue
-                if family.literal_rx[i].search(hay) is not None:
+        hit: list[Family] = []
+        for family, view, probes in self._probes:
+            hay = hays[view]
+            for pre, rx in probes:
+                if (not pre or pre in buf) and rx.search(hay) is not None:
                     hit.append(family)
                     break
         return tuple(hit)
