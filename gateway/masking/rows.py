@@ -42,8 +42,9 @@ class RowMasker:
         self._columns = tuple(columns)
         self._rules: list[tuple[int, ColumnRule]] = []
         self._scan: list[int] = []
+        rules = profile.column_rules
         for i, column in enumerate(self._columns):
-            rule = next((r for r in profile.column_rules if r.matches(column)), None)
+            rule = next((r for r in rules if r.matches(column)), None) if rules else None
             if rule is not None:
                 self._rules.append((i, rule))
             elif column.is_text:

@@ -32,6 +32,7 @@ so an idle flush in the middle of a key never lets the rest of the key through.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from gateway.masking.detectors import MAX_TOKEN, PEM_BODY_CHARS, PEM_END_MAX, PEM_END_RX, Views
 from gateway.masking.engine import Engine
@@ -63,6 +64,7 @@ _PARTIAL_JWT = re.compile(
 _PEM_FOREIGN_RX = re.compile(rb"[^" + PEM_BODY_CHARS + rb"]")
 
 
+@lru_cache(maxsize=16)
 def _partial_regex(custom_max: int) -> re.Pattern[bytes]:
     parts = list(_PARTIAL_PARTS)  # JWTs: _PARTIAL_JWT
     if custom_max:
