@@ -17,6 +17,9 @@ their finding covers only the BEGIN line, and the masker extends it over the bod
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from gateway.masking.detectors import (
     PEM_BODY_RX,
     Family,
@@ -25,7 +28,7 @@ from gateway.masking.detectors import (
     custom_family,
     select_families,
 )
-from gateway.masking.profile import MaskingProfile
+from gateway.masking.profile import CustomPattern, MaskingProfile
 from gateway.masking.strategies import StrategySpec, redacted, render
 
 # No built-in pattern looks further than this many bytes past the end of its match.
@@ -46,7 +49,7 @@ class _Cursor:
         scanning a small chunk)."""
         family = self._family
         self._views = views
-        self._hay = views.get(family.view)
+        self._hay = getattr(views, family.view)
         self._lit_next = [-2] * len(family.literals)
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
@@ -103,7 +106,7 @@ class _Cursor:
     def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
         alternatives = self._family.alternatives
         if self._family.run:
-            start = low + len(buf[low:hit].rstrip(self._family.run))
+            start = low + buf[low:hit].translate(self._family.run_table).rfind(b"n") + 1
             for alt in alternatives:
                 m = alt.pattern.match(buf, start)
                 if m is not None:
@@ -141,17 +144,42 @@ class _Cursor:
         return None
 
 
+_Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
+
+
+@lru_cache(maxsize=64)
+def _compile(
+    detectors: frozenset[str], custom: tuple[CustomPattern, ...]
+) -> tuple[tuple[Family, ...], tuple[_Probe, ...]]:
+    """Families and gate probes for a detector set: cached, because a masker is created for
+    every result set and building them costs about 100 us."""
+    families = select_families(detectors)
+    for pattern in custom:
+        families.append(custom_family(pattern.name, pattern.compile(), pattern.max_length))
+    # Per family: its view and (required byte, regex) pairs, any of which must match.
+    probes = tuple(
+        (
+            family,
+            family.view,
+            ((b"", family.finder),)
+            if family.finder is not None
+            else tuple(
+                zip(family.pre or (b"",) * len(family.literals), family.literal_rx, strict=True)
+            ),
+        )
+        for family in families
+    )
+    return tuple(families), probes
+
+
 class Engine:
     """A profile compiled for scanning: families, strategies and the hash key."""
 
-    __slots__ = ("_families", "_key", "_pool", "_specs", "profile")
+    __slots__ = ("_families", "_key", "_pool", "_probes", "_specs", "profile")
 
     def __init__(self, profile: MaskingProfile) -> None:
         self.profile = profile
-        families = select_families(profile.detectors)
-        for pattern in profile.custom_patterns:
-            families.append(custom_family(pattern.name, pattern.compile(), pattern.max_length))
-        self._families = tuple(families)
+        self._families, self._probes = _compile(profile.detectors, profile.custom_patterns)
         self._key = profile.hash_key
         self._specs: dict[str, StrategySpec] = {}
         self._pool: list[_Cursor] = []
@@ -186,18 +214,13 @@ class Engine:
     def active(self, views: Views) -> tuple[Family, ...]:
         """The families whose hit finder hits somewhere in the buffer: for a small buffer
         (a row) cheaper than creating a cursor for every family."""
-        hit: list[Family] = []
+        hays = {"buf": views.buf, "t": views.t, "low": views.low}
         buf = views.buf
-        for family in self._families:
-            hay = views.get(family.view)
-            if family.finder is not None:
-                if family.finder.search(hay) is not None:
-                    hit.append(family)
-                continue
-            for i in range(len(family.literals)):
-                if family.pre and family.pre[i] and family.pre[i] not in buf:
-                    continue
-                if family.literal_rx[i].search(hay) is not None:
+        hit: list[Family] = []
+        for family, view, probes in self._probes:
+            hay = hays[view]
+            for pre, rx in probes:
+                if (not pre or pre in buf) and rx.search(hay) is not None:
                     hit.append(family)
                     break
         return tuple(hit)

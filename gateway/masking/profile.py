@@ -73,6 +73,12 @@ class MaskingProfile:
                 raise MaskingConfigError(f"pattern {pattern.name!r} matches the empty string")
             if not 1 <= pattern.max_length <= 4096:
                 raise MaskingConfigError(f"pattern {pattern.name!r}: max_length must be 1..4096")
+        for rule in self.column_rules:
+            parts = rule.pattern.split(".")
+            if len(parts) > 3 or not all(parts):
+                raise MaskingConfigError(
+                    f"column rule {rule.pattern!r}: expected column, table.column or schema.table.column"
+                )
         for kind in self.strategies:
             if kind not in BUILTIN_KINDS:
                 raise MaskingConfigError(f"strategy for unknown detector {kind!r}")

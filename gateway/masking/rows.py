@@ -15,9 +15,7 @@ in an INT column would break clients that parse it.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate
 
 from gateway.masking.columns import ColumnInfo, ColumnRule
 from gateway.masking.engine import Engine
@@ -44,13 +42,15 @@ class RowMasker:
         self._columns = tuple(columns)
         self._rules: list[tuple[int, ColumnRule]] = []
         self._scan: list[int] = []
+        rules = profile.column_rules
         for i, column in enumerate(self._columns):
-            rule = next((r for r in profile.column_rules if r.matches(column)), None)
+            rule = next((r for r in rules if r.matches(column)), None) if rules else None
             if rule is not None:
                 self._rules.append((i, rule))
             elif column.is_text:
                 self._scan.append(i)
         self._per_value = bool(profile.custom_patterns)
+        self._labels = [column.label for column in self._columns]
         self.counts: dict[str, int] = {}
         self.column_counts: dict[str, int] = {}
 
@@ -108,11 +108,16 @@ class RowMasker:
         found = self._engine.findings(joined)
         if not found:
             return results
-        starts = list(accumulate((len(t) + 1 for t in texts), initial=0))
+        index = 0  # which joined value the current finding is in
+        counted_to = 0
         k = 0
         while k < len(found):
-            index = bisect_right(starts, found[k].start) - 1
-            lo, hi = starts[index], starts[index + 1] - 1
+            first = found[k]
+            index += joined.count(_SEPARATOR, counted_to, first.start)
+            counted_to = first.start
+            lo = joined.rfind(_SEPARATOR, 0, first.start) + 1
+            hi = joined.find(_SEPARATOR, first.start)
+            hi = len(joined) if hi < 0 else hi
             mine = []
             while k < len(found) and found[k].start < hi:
                 if found[k].end > hi:  # only a custom pattern could; none run here
@@ -137,7 +142,7 @@ class RowMasker:
             column = self._columns[i]
             out[i] = render(rule.strategy, rule.kind, value, key) if column.is_text else None
             self._bump(self.counts, rule.kind)
-            self._bump(self.column_counts, column.label)
+            self._bump(self.column_counts, self._labels[i])
         return out
 
     def _mask_each(
@@ -165,5 +170,5 @@ class RowMasker:
         out[i] = None if nulled else new
         for kind in kinds:
             self._bump(self.counts, kind)
-        self._bump(self.column_counts, self._columns[i].label)
+        self._bump(self.column_counts, self._labels[i])
         return out

@@ -10,12 +10,14 @@ wherever the chunk boundaries fall. Two facts make that work with a bounded buff
    we get the same answer as a single pass, provided the bytes before the stop that decided
    anything are still visible (``_CONTEXT`` bytes of look-behind are kept).
 2. A finding is final once the bytes after its start cannot change it. No value spans a line
-   break (except PEM bodies, below), and :data:`_PARTIAL` recognises every suffix of the
-   buffer that could still be the beginning of a value (a loose over-approximation: digits
-   and separators, a word, ``local@dom``, ``eyJ...``, ``DE89 3704``, ``-----BEG``, a keyword
-   with its value so far). Everything before the earliest such suffix is final; only that
-   suffix is held back. Output that ends with a newline, a prompt or any other byte that no
-   value can start with is emitted at once.
+   break (except PEM bodies, below), and :data:`_PARTIAL_PARTS` / :data:`_PARTIAL_JWT`
+   recognise every suffix of the buffer that could still be the beginning of a value (a loose
+   over-approximation: digits and separators, a word, ``local@dom``, ``eyJ...``,
+   ``DE89 3704``, ``-----BEG``, a keyword with its value so far). Everything before the
+   earliest such suffix is final; only that suffix is held back. Output that ends with a
+   newline, a prompt or any other byte that no value can start with is emitted at once. Each
+   suffix pattern has a look-behind no stronger than those of the values it stands for, so
+   it is tried only where a value could start: a long line without breaks stays cheap.
 
 So at most :data:`MAX_HOLD` bytes (8 KiB + a little, the longest JWT) are ever held, and only
 while they could still be a value. A longer JWT is not recognised.
@@ -30,6 +32,7 @@ so an idle flush in the middle of a key never lets the rest of the key through.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from gateway.masking.detectors import MAX_TOKEN, PEM_BODY_CHARS, PEM_END_MAX, PEM_END_RX, Views
 from gateway.masking.engine import Engine
@@ -40,22 +43,30 @@ from gateway.masking.strategies import redacted, render_stream
 MAX_HOLD = MAX_TOKEN + 64
 _CONTEXT = 64
 
-# Suffixes that may still grow into a value; searched only in the last line fragment.
+# Suffixes that may still grow into a value. Each alternative carries a look-behind no
+# stronger than the look-behinds of the values it stands for, so a long run of letters, digits
+# or dashes is tried only where a value could start, not at every byte.
 _PARTIAL_PARTS = (
-    rb"[+(]?[0-9][0-9 ().\-]{0,60}|[+(]",  # card, SSN, phone
-    rb"[A-Za-z0-9._%+\-]{1,64}(?:@[A-Za-z0-9.\-]{0,260})?",  # e-mail
-    rb"[A-Za-z0-9_\-]{1,270}",  # AWS, GCP, GitHub, Slack keys
-    rb"eyJ[A-Za-z0-9_\-.]{0," + str(MAX_TOKEN).encode() + rb"}",  # JWT
-    rb"[A-Z]{2}[0-9]{2}[A-Z0-9 ]{0,44}",  # IBAN
-    rb"(?i:ssn|ss\#|social(?:[ _][a-z.]{0,8}){0,2})[ \t:#=\-\"'a-zA-Z]{0,12}[0-9 \-]{0,12}",
-    rb"(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)[\"']?[ \t]*[:=]?[ \t]*[\"']?[A-Za-z0-9/+]{0,41}",
+    rb"(?<![0-9A-Za-z_])(?:[+(]?[0-9][0-9 ().\-]{0,60}|[+(])",  # card, SSN, phone
+    rb"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,72}(?:@[A-Za-z0-9.\-]{0,260})?",  # e-mail
+    rb"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_\-]{0,269}",  # keys, keywords, IBAN country codes
+    rb"(?<![0-9A-Za-z_])[A-Z]{2}[0-9]{2}[A-Z0-9 ]{0,44}",  # IBAN
+    rb"(?<![0-9A-Za-z])(?i:ssn|ss\#|social(?:[ _][a-z.]{0,8}){0,2})[ \t:#=\-\"'a-zA-Z]{0,12}[0-9 \-]{0,12}",
+    rb"(?<![0-9A-Za-z])(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)[\"']?[ \t]*[:=]?[ \t]*[\"']?[A-Za-z0-9/+]{0,41}",
     rb"-{1,5}(?:B[A-Z0-9 ]{0,120}-{0,5})?",  # -----BEGIN ... PRIVATE KEY-----
+)
+# Every alternative above matches at most this many bytes: it is searched only there.
+_PARTIAL_SPAN = 340
+# A JWT may be 8 KiB: its own regex starts with the literal "eyJ" (a fast scan).
+_PARTIAL_JWT = re.compile(
+    rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)[A-Za-z0-9_\-.]{0," + str(MAX_TOKEN).encode() + rb"}\Z"
 )
 _PEM_FOREIGN_RX = re.compile(rb"[^" + PEM_BODY_CHARS + rb"]")
 
 
+@lru_cache(maxsize=16)
 def _partial_regex(custom_max: int) -> re.Pattern[bytes]:
-    parts = list(_PARTIAL_PARTS)
+    parts = list(_PARTIAL_PARTS)  # JWTs: _PARTIAL_JWT
     if custom_max:
         parts.append(rb"[^\r\n]{1," + str(custom_max).encode() + rb"}")
     return re.compile(rb"(?:" + rb"|".join(parts) + rb")\Z")
@@ -70,9 +81,9 @@ class StreamMasker:
     def __init__(self, profile: MaskingProfile) -> None:
         self._engine = Engine(profile)
         self._strict = profile.strict
-        self._partial = _partial_regex(
-            max((p.max_length for p in profile.custom_patterns), default=0)
-        )
+        custom_max = max((p.max_length for p in profile.custom_patterns), default=0)
+        self._partial = _partial_regex(custom_max)
+        self._partial_span = max(_PARTIAL_SPAN, custom_max + 1)
         self._buf = b""  # look-behind context, then bytes not yet emitted
         self._pos = 0  # where the bytes not yet emitted begin in _buf
         self._suppressing = False
@@ -121,10 +132,13 @@ class StreamMasker:
         return -1
 
     def _hold_point(self, buf: bytes, pos: int) -> int:
+        size = len(buf)
         line = max(buf.rfind(b"\n", pos), buf.rfind(b"\r", pos)) + 1
-        start = max(pos, line, len(buf) - MAX_HOLD)
-        m = self._partial.search(buf, start)
-        return len(buf) if m is None else m.start()
+        start = max(pos, line)
+        jwt = _PARTIAL_JWT.search(buf, max(start, size - MAX_HOLD))
+        m = self._partial.search(buf, max(start, size - self._partial_span))
+        held = size if m is None else m.start()
+        return held if jwt is None else min(held, jwt.start())
 
     def _step(self, chunk: bytes, *, final: bool) -> bytes:
         buf = self._buf + chunk if chunk else self._buf

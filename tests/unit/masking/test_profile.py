@@ -13,6 +13,7 @@ from gateway.masking import (
     MaskingProfile,
     Strategy,
     StrategySpec,
+    mask_text,
     profile_from_dict,
 )
 from gateway.masking.strategies import render
@@ -97,6 +98,8 @@ def test_default_profile() -> None:
         ({"patterns": [{"name": "x", "regex": "a*"}]}, "empty string"),
         ({"patterns": [{"name": "card", "regex": "a"}]}, "custom pattern name"),
         ({"strict": "yes"}, "strict must be a boolean"),
+        ({"columns": [{"match": "a..b"}]}, "expected column"),
+        ({"columns": [{"match": "s.t.c.x"}]}, "expected column"),
     ],
 )
 def test_bad_profiles_are_rejected(table: dict[str, object], message: str) -> None:
@@ -124,3 +127,11 @@ def test_profile_repr_hides_the_hash_key() -> None:
         strategies={"email": StrategySpec(strategy=Strategy.HASH)}, hash_key=b"topsecret"
     )
     assert "topsecret" not in repr(profile)
+
+
+def test_disabled_detectors_do_not_run() -> None:
+    profile = profile_from_dict({"detectors": ["email"]})
+    assert (
+        mask_text(profile, b"4111111111111111 a@example.com")
+        == b"4111111111111111 a***@example.com"
+    )

@@ -39,6 +39,27 @@ _NOISE = [
 ]
 
 
+# What sits between values: separators and fragments that touch their look-behinds.
+_GLUE = [
+    b" ",
+    b"\n",
+    b"",
+    b", ",
+    b"\t",
+    b".",
+    b"-",
+    b"_",
+    b"@",
+    b"+",
+    b"x",
+    b"#",
+    b"...",
+    b"ssn ",
+    b"ey",
+    b"--",
+]
+
+
 @st.composite
 def streams(draw: st.DrawFn) -> bytes:
     rng = draw(st.randoms(use_true_random=False))
@@ -51,7 +72,7 @@ def streams(draw: st.DrawFn) -> bytes:
             parts.append(rng.choice(_NOISE))
         else:
             parts.append(draw(st.binary(max_size=12)))
-        parts.append(rng.choice([b" ", b"\n", b"", b", ", b"\t"]))
+        parts.append(rng.choice(_GLUE))
     return b"".join(parts)
 
 
