@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +17,16 @@ from events.export import (
     ExportError,
     ExportFilter,
     RowAssembler,
+    RowWriter,
+    event_row,
     export,
     iso,
     parse_time,
     traced_pages,
 )
+from events.export.stream import _split_stored
 from events.report import build_report, find_sessions, session_detail
-from events.store import EventStore
+from events.store import EventStore, StoreSettings, new_cipher_key
 
 from .crafted_log import A1, A2, A3, S1, S2, S3, S4, T0, TRICKY, crafted_batches
 from .factories import session_events
@@ -285,6 +289,56 @@ def test_csv_round_trip_of_tricky_sql(crafted: EventStore) -> None:
     assert json.loads(first["masked"]) == {} and json.loads(first["groups"]) == ["dev"]
     assert first["ok"] == "true" and first["rows"] == "1" and first["error_code"] == ""
     assert first["session_id"] == str(S4)
+
+
+# ----------------------------------------------------------------- the events fast path
+
+
+def decoded_reference(store: EventStore, fmt: str, f: ExportFilter) -> str:
+    """The events export built the general way: decoded events, one ``event_row`` each."""
+    out = io.StringIO(newline="")
+    writer = RowWriter(out, fmt, SCHEMAS["events"])
+    for page in traced_pages(store, page=5):
+        writer.write([event_row(n, e, h) for n, e, h in page if f.in_window(e.at)])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("window", [{}, {"since": T0 + 3600, "until": T0 + DAY + 3}])
+def test_the_fast_events_path_writes_what_decoded_events_give(
+    crafted: EventStore, fmt: str, window: dict[str, float]
+) -> None:
+    f = ExportFilter(**window)
+    out = io.StringIO(newline="")
+    summary = export(crafted, "events", out, fmt=fmt, filt=f, page=7)
+    assert out.getvalue() == decoded_reference(crafted, fmt, f)
+    assert summary.events_read == crafted.max_id()
+    in_window = [e for page in traced_pages(crafted) for _, e, _ in page if f.in_window(e.at)]
+    assert summary.rows == len(in_window) and 0 < len(in_window) <= crafted.max_id()
+
+
+def test_the_fast_events_path_reads_encrypted_stores(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'enc.db'}"
+    store = EventStore(StoreSettings(url=url, cipher_key=new_cipher_key()))
+    try:
+        for batch in crafted_batches():
+            store.append(batch)
+        out = io.StringIO(newline="")
+        export(store, "events", out)
+        assert out.getvalue() == decoded_reference(store, "jsonl", ExportFilter())
+    finally:
+        store.close()
+
+
+def test_split_stored_handles_any_field_order_and_escapes() -> None:
+    assert _split_stored('{"at":1.5,"actor":"a\\"b,\\"actor\\":\\"","seq":1}') == (
+        1.5,
+        '"a\\"b,\\"actor\\":\\""',
+        'a"b,"actor":"',
+        '{"seq":1}',
+    )
+    assert _split_stored('{"at":2,"actor":"x"}') == (2.0, '"x"', "x", "{}")
+    assert _split_stored('{"actor":"é","at":3.0,"a":[1]}') == (3.0, '"é"', "é", '{"a":[1]}')
 
 
 # ------------------------------------------------------------------- streaming & tracing
