@@ -32,6 +32,7 @@ from events.export.rows import (
     iso,
 )
 from events.projections import id_text
+from events.recorders import ChainedSQLiteRecorder
 from events.store import EventStore, StoreUnavailable
 
 # ------------------------------------------------------------------------------ reading
@@ -109,6 +110,15 @@ def csv_value(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
+def _csv_field(text: str) -> str:
+    """RFC 4180 quoting as the csv module does it (minimal): for the fast path's text cells."""
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
+
+
 class RowWriter:
     """Writes row dicts as JSON Lines or CSV (RFC 4180: header, CRLF, quoted as needed)."""
 
@@ -120,12 +130,9 @@ class RowWriter:
         if self._csv is not None:
             self._csv.writerow(self.columns)
 
-    def write_prepared(self, lines: Sequence[Any]) -> None:
-        """Lines already in the output format: JSONL text lines, or lists of CSV cells."""
-        if self._csv is None:
-            self.out.write("".join(lines))
-        else:
-            self._csv.writerows(lines)
+    def write_prepared(self, lines: Sequence[str]) -> None:
+        """Lines already in the output format, each with its line end."""
+        self.out.write("".join(lines))
 
     def write(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
@@ -246,7 +253,11 @@ def _split_stored(text: str) -> tuple[float, str, str, str]:
         try:
             at = float(text[len(_HEAD) : comma])
             start = comma + len(_ACTOR)
-            actor, stop = _scanstring(text, start)
+            quote = text.find('"', start)
+            if quote > 0 and "\\" not in text[start:quote]:
+                actor, stop = text[start:quote], quote + 1
+            else:
+                actor, stop = _scanstring(text, start)
         except ValueError:
             pass
         else:
@@ -258,6 +269,38 @@ def _split_stored(text: str) -> tuple[float, str, str, str]:
     data = json.loads(text)
     at, actor = float(data.pop("at")), str(data.pop("actor"))
     return at, _dumps(actor), actor, _dumps(data)
+
+
+_SQLITE_PAGE = (
+    "SELECT e.rowid, substr(e.originator_id, 1, 8) || '-' || substr(e.originator_id, 9, 4) "
+    "|| '-' || substr(e.originator_id, 13, 4) || '-' || substr(e.originator_id, 17, 4) "
+    "|| '-' || substr(e.originator_id, 21), e.originator_version, e.topic, e.state, "
+    "CASE WHEN c.hash IS NULL THEN NULL ELSE lower(hex(c.hash)) END "
+    "FROM stored_events e LEFT JOIN wardgate_chain c ON c.notification_id = e.rowid "
+    "WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?"
+)
+
+
+def stored_page(store: EventStore, after: int, limit: int) -> list[tuple[Any, ...]]:
+    """Stored rows after ``after`` with their chain hashes, in one query:
+    (id, uuid text, version, topic, state, chain hash hex or None)."""
+    r = store.recorder
+    try:
+        if isinstance(r, ChainedSQLiteRecorder):
+            return r.query(_SQLITE_PAGE, (after, limit))
+        from psycopg.sql import SQL  # noqa: PLC0415
+
+        return r.query(
+            SQL(
+                "SELECT e.notification_id, e.originator_id::text, e.originator_version, "
+                "e.topic, e.state, encode(c.hash, 'hex') FROM {0} e LEFT JOIN {1} c "
+                "ON c.notification_id = e.notification_id WHERE e.notification_id > %s "
+                "ORDER BY e.notification_id LIMIT %s"
+            ).format(r.events_table, r.chain_table),
+            (after, limit),
+        )
+    except (PersistenceError, sqlite3.Error) as exc:
+        raise StoreUnavailable(f"event store {store.settings.display}: {exc}") from None
 
 
 def raw_event_lines(
@@ -272,58 +315,47 @@ def raw_event_lines(
 
     Only for filters that need no aggregate context (time window at most).
     """
-    recorder = store.recorder
     decompress = store.compressor.decompress
     cipher = store.mapper.cipher
     decrypt = cipher.decrypt if cipher is not None else None
     types: dict[str, str] = {}
-    chain = recorder.chain_entries(0)
-    entry = next(chain, None)
     jsonl = writer.fmt == "jsonl"
+    in_window = f.in_window
     after = read = written = 0
-    try:
-        while after < end:
-            try:
-                rows = recorder.raw_page(after, page)
-            except (PersistenceError, sqlite3.Error) as exc:
-                raise StoreUnavailable(f"event store {store.settings.display}: {exc}") from None
-            if not rows:
-                return
-            lines: list[Any] = []
-            for nid, oid, version, topic, state in rows:
-                if nid > end:
-                    break
-                read += 1
-                plain = decrypt(state) if decrypt is not None else state
-                at, actor_json, actor, data = _split_stored(decompress(plain).decode())
-                while entry is not None and entry.notification_id < nid:
-                    entry = next(chain, None)
-                digest = (
-                    entry.hash.hex() if entry is not None and entry.notification_id == nid else None
+    last_at, last_iso = -1.0, ""
+    while after < end:
+        rows = stored_page(store, after, page)
+        if not rows:
+            return
+        lines: list[str] = []
+        for nid, oid, version, topic, state, digest in rows:
+            if nid > end:
+                break
+            read += 1
+            plain = decrypt(state) if decrypt is not None else state
+            at, actor_json, actor, data = _split_stored(decompress(plain).decode())
+            if not in_window(at):
+                continue
+            if at != last_at:  # events of one batch often share their time
+                last_at, last_iso = at, iso(at)
+            kind = types.get(topic)
+            if kind is None:
+                kind = types[topic] = topic.partition(":")[2]
+            if jsonl:
+                h = "null" if digest is None else f'"{digest}"'
+                lines.append(
+                    f'{{"notification_id":{nid},"chain_hash":{h},"at":"{last_iso}",'
+                    f'"type":"{kind}","originator_id":"{oid}","originator_version":{version},'
+                    f'"actor":{actor_json},"data":{data}}}\n'
                 )
-                if not f.in_window(at):
-                    continue
-                kind = types.get(topic)
-                if kind is None:
-                    kind = types[topic] = topic.partition(":")[2]
-                if jsonl:
-                    h = "null" if digest is None else f'"{digest}"'
-                    lines.append(
-                        f'{{"notification_id":{nid},"chain_hash":{h},"at":"{iso(at)}",'
-                        f'"type":"{kind}","originator_id":"{oid}","originator_version":{version},'
-                        f'"actor":{actor_json},"data":{data}}}\n'
-                    )
-                else:
-                    lines.append(
-                        [nid, digest or "", iso(at), kind, oid, version, csv_cell(actor), data]
-                    )
-            written += len(lines)
-            writer.write_prepared(lines)
-            yield read, written
-            after = rows[-1][0]
-            if len(rows) < page:
-                return
-    finally:
-        close = getattr(chain, "close", None)
-        if close is not None:
-            close()
+            else:
+                lines.append(
+                    f"{nid},{digest or ''},{last_iso},{kind},{oid},{version},"
+                    f"{_csv_field(csv_cell(actor))},{_csv_field(data)}\r\n"
+                )
+        written += len(lines)
+        writer.write_prepared(lines)
+        yield read, written
+        after = rows[-1][0]
+        if len(rows) < page:
+            return

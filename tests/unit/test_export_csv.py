@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.export import RowWriter, csv_cell, csv_value, iso
+from events.export.stream import _csv_field
 
 
 @given(st.lists(st.text(), min_size=1, max_size=5))
@@ -35,3 +36,10 @@ def test_cells_of_other_types() -> None:
 def test_iso_times_are_utc_with_microseconds() -> None:
     assert iso(0.0) == "1970-01-01T00:00:00.000000Z"
     assert iso(1767225600.5) == "2026-01-01T00:00:00.500000Z"
+
+
+@given(st.text())
+def test_the_fast_path_quotes_cells_as_the_csv_module_does(value: str) -> None:
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerow(["x", csv_cell(value)])
+    assert out.getvalue() == f"x,{_csv_field(csv_cell(value))}\r\n"
