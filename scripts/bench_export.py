@@ -38,8 +38,9 @@ with open(path, "w", encoding="utf-8", newline="") as out:
     summary = export(store, kind, out, fmt=fmt)
 elapsed = time.perf_counter() - started
 store.close()
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": elapsed, "events": summary.events_read, "rows": summary.rows,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "cpu": usage.ru_utime + usage.ru_stime, "peak_kb": usage.ru_maxrss}))
 """
 
 QUERIES = [
@@ -260,7 +261,8 @@ def main() -> int:
             size = path.stat().st_size / 1e6
             print(
                 f"export {kind:>8} {fmt:>5}: {r['events']:,} events -> {r['rows']:,} rows, "
-                f"{size:,.0f} MB in {r['seconds']:.1f} s = {r['events'] / r['seconds']:,.0f} events/s, "
+                f"{size:,.0f} MB in {r['seconds']:.1f} s = {r['events'] / r['seconds']:,.0f} events/s "
+                f"({r['events'] / r['cpu']:,.0f} per CPU second), "
                 f"peak RSS {r['peak_kb'] / 1024:.0f} MB"
             )
     return 0

@@ -25,6 +25,7 @@ from typing import Any
 
 from events.domain import Approval, DomainEvent, Policy, Session, SessionControl
 from events.export.rows import ApprovalRow, CommandRow, PolicyRow, SessionRow
+from events.projections import id_text
 
 # ------------------------------------------------------------------------- assembling
 
@@ -119,107 +120,167 @@ class RowAssembler:
         # approval id -> (session id, seq) of the held command waiting for it
         self._held: dict[str, tuple[str, int]] = {}
         self._track_approvals = keep_approvals or on_approval is not None or on_command is not None
+        self._dispatch = self._build_dispatch()
 
     # -- feeding ----------------------------------------------------------------------------
 
     def feed(self, nid: int, event: DomainEvent, chain: str | None) -> None:
-        t = type(event)
-        if t.__qualname__.startswith("Session."):
-            self._session_event(nid, event, chain)
-        elif t.__qualname__.startswith("Approval."):
-            if self._track_approvals:
-                self._approval_event(nid, event, chain)
-        elif isinstance(event, Policy.Applied):
-            if self.on_policy is not None:
-                self.on_policy(
-                    PolicyRow(
-                        version=event.originator_version,
-                        applied_at=event.at,
-                        author=event.actor,
-                        source=event.source,
-                        digest=event.digest,
-                        diff=event.diff,
-                        document=event.document,
-                        notification_id=nid,
-                        chain_hash=chain,
-                        source_ids=[nid],
-                    )
-                )
-        elif isinstance(event, SessionControl.TerminationRequested):
-            s = self.sessions.get(event.session_id)
-            if s is not None:
-                s.termination = (event.actor, event.reason)
-                s.sources.append(nid)
-                s.last_hash = chain
+        handler = self._dispatch.get(type(event))
+        if handler is not None:
+            handler(nid, event, chain)
 
-    def _session_event(self, nid: int, e: DomainEvent, chain: str | None) -> None:
-        if isinstance(e, Session.ConnectionAccepted):
-            sid = str(e.originator_id)
-            self.sessions[sid] = OpenSession(accepted=e, id=sid, sources=[nid], last_hash=chain)
+    def _build_dispatch(self) -> dict[type, Callable[[int, Any, str | None], None]]:
+        # One dict lookup per event: a chain of isinstance checks cost more than the fold.
+        on_session: dict[type, Callable[[OpenSession, int, Any, str | None], None]] = {
+            Session.Authenticated: self._authenticated,
+            Session.AuthenticationRejected: self._rejected,
+            Session.CommandReceived: self._received,
+            Session.CommandDecided: self._decided,
+            Session.CommandForwarded: self._forwarded,
+            Session.ResponseRecorded: self._responded,
+            Session.OutputRecorded: self._output,
+            Session.Closed: self._closed,
+        }
+
+        def session_event(nid: int, e: DomainEvent, chain: str | None) -> None:
+            s = self.sessions.get(id_text(e))
+            if s is not None:  # else its start is not in the log: nothing to attach it to
+                on_session[type(e)](s, nid, e, chain)
+
+        dispatch: dict[type, Callable[[int, Any, str | None], None]] = dict.fromkeys(
+            on_session, session_event
+        )
+        dispatch[Session.ConnectionAccepted] = self._accepted
+        dispatch[SessionControl.TerminationRequested] = self._termination
+        if self.on_policy is not None:
+            dispatch[Policy.Applied] = self._policy
+        if self._track_approvals:
+            for cls in (
+                Approval.Requested,
+                Approval.Approved,
+                Approval.Denied,
+                Approval.Expired,
+                Approval.Cancelled,
+            ):
+                dispatch[cls] = self._approval_event
+        return dispatch
+
+    def _policy(self, nid: int, e: Policy.Applied, chain: str | None) -> None:
+        assert self.on_policy is not None
+        self.on_policy(
+            PolicyRow(
+                version=e.originator_version,
+                applied_at=e.at,
+                author=e.actor,
+                source=e.source,
+                digest=e.digest,
+                diff=e.diff,
+                document=e.document,
+                notification_id=nid,
+                chain_hash=chain,
+                source_ids=[nid],
+            )
+        )
+
+    def _termination(
+        self, nid: int, e: SessionControl.TerminationRequested, chain: str | None
+    ) -> None:
+        s = self.sessions.get(e.session_id)
+        if s is not None:
+            s.termination = (e.actor, e.reason)
+            s.sources.append(nid)
+            s.last_hash = chain
+
+    def _accepted(self, nid: int, e: Session.ConnectionAccepted, chain: str | None) -> None:
+        sid = id_text(e)
+        self.sessions[sid] = OpenSession(accepted=e, id=sid, sources=[nid], last_hash=chain)
+
+    def _authenticated(
+        self, s: OpenSession, nid: int, e: Session.Authenticated, chain: str | None
+    ) -> None:
+        s.auth = e
+        s.sources.append(nid)
+        s.last_hash = chain
+
+    def _rejected(
+        self, s: OpenSession, nid: int, e: Session.AuthenticationRejected, chain: str | None
+    ) -> None:
+        s.rejected = e.reason
+        s.sources.append(nid)
+        s.last_hash = chain
+
+    def _received(
+        self, s: OpenSession, nid: int, e: Session.CommandReceived, chain: str | None
+    ) -> None:
+        s.commands += 1
+        if self.on_command is not None:
+            s.open_commands[e.seq] = OpenCommand(
+                seq=e.seq,
+                kind=e.kind,
+                text=e.text,
+                received_at=e.at,
+                sources=[nid],
+                last_hash=chain,
+            )
+
+    def _decided(
+        self, s: OpenSession, nid: int, e: Session.CommandDecided, chain: str | None
+    ) -> None:
+        if e.action == "allow":
+            s.allowed += 1
+        elif e.action == "deny":
+            s.denied += 1
+        else:
+            s.reviewed += 1
+        c = s.open_commands.get(e.seq)
+        if c is None:
             return
-        s = self.sessions.get(str(e.originator_id))
-        if s is None:
-            return  # a session whose start is not in the log: nothing to attach it to
-        match e:
-            case Session.CommandReceived():
-                s.commands += 1
-                if self.on_command is not None:
-                    s.open_commands[e.seq] = OpenCommand(
-                        seq=e.seq,
-                        kind=e.kind,
-                        text=e.text,
-                        received_at=e.at,
-                        sources=[nid],
-                        last_hash=chain,
-                    )
-            case Session.CommandDecided():
-                if e.action == "allow":
-                    s.allowed += 1
-                elif e.action == "deny":
-                    s.denied += 1
-                else:
-                    s.reviewed += 1
-                if (c := s.open_commands.get(e.seq)) is not None:
-                    c.decision, c.rule, c.reason = e.action, e.rule, e.reason
-                    c.statement_kinds, c.tables = list(e.statement_kinds), list(e.tables)
-                    c.approval_id = e.approval_id
-                    c.sources.append(nid)
-                    c.last_hash = chain
-                    if e.approval_id is not None:
-                        c.approval_status = Approval.PENDING
-                        self._held[e.approval_id] = (s.id, e.seq)
-            case Session.CommandForwarded():
-                if (c := s.open_commands.get(e.seq)) is not None:
-                    c.forwarded_at = e.at
-                    if e.approved_by and not c.approvers:
-                        c.approvers = list(e.approved_by)
-                    c.sources.append(nid)
-                    c.last_hash = chain
-            case Session.ResponseRecorded():
-                _add_masked(s.masked, e.masked)
-                if (c := s.open_commands.pop(e.seq, None)) is not None:
-                    c.response = e
-                    c.sources.append(nid)
-                    c.last_hash = chain
-                    self._emit_command(s, c, complete=True)
-            case Session.OutputRecorded():
-                _add_masked(s.masked, e.masked)
-            case Session.Authenticated():
-                s.auth = e
-                s.sources.append(nid)
-                s.last_hash = chain
-            case Session.AuthenticationRejected():
-                s.rejected = e.reason
-                s.sources.append(nid)
-                s.last_hash = chain
-            case Session.Closed():
-                s.sources.append(nid)
-                s.last_hash = chain
-                del self.sessions[s.id]
-                self._finish_session(s, e, complete=True)
+        c.decision, c.rule, c.reason = e.action, e.rule, e.reason
+        c.statement_kinds, c.tables = list(e.statement_kinds), list(e.tables)
+        c.approval_id = e.approval_id
+        c.sources.append(nid)
+        c.last_hash = chain
+        if e.approval_id is not None:
+            c.approval_status = Approval.PENDING
+            self._held[e.approval_id] = (s.id, e.seq)
+
+    def _forwarded(
+        self, s: OpenSession, nid: int, e: Session.CommandForwarded, chain: str | None
+    ) -> None:
+        c = s.open_commands.get(e.seq)
+        if c is not None:
+            c.forwarded_at = e.at
+            if e.approved_by and not c.approvers:
+                c.approvers = list(e.approved_by)
+            c.sources.append(nid)
+            c.last_hash = chain
+
+    def _responded(
+        self, s: OpenSession, nid: int, e: Session.ResponseRecorded, chain: str | None
+    ) -> None:
+        if e.masked:
+            _add_masked(s.masked, e.masked)
+        c = s.open_commands.pop(e.seq, None)
+        if c is not None:
+            c.response = e
+            c.sources.append(nid)
+            c.last_hash = chain
+            self._emit_command(s, c, complete=True)
+
+    def _output(
+        self, s: OpenSession, nid: int, e: Session.OutputRecorded, chain: str | None
+    ) -> None:
+        if e.masked:
+            _add_masked(s.masked, e.masked)
+
+    def _closed(self, s: OpenSession, nid: int, e: Session.Closed, chain: str | None) -> None:
+        s.sources.append(nid)
+        s.last_hash = chain
+        del self.sessions[s.id]
+        self._finish_session(s, e, complete=True)
 
     def _approval_event(self, nid: int, e: DomainEvent, chain: str | None) -> None:
-        aid = str(e.originator_id)
+        aid = id_text(e)
         if isinstance(e, Approval.Requested):
             self.approvals[aid] = OpenApproval(request=e, id=aid, sources=[nid], last_hash=chain)
             return

@@ -91,15 +91,18 @@ def csv_cell(value: Any) -> str:
     carriage return) gets a leading ``'``; so does text that already starts with ``'``, so
     that dropping the first character of any cell starting with ``'`` restores the value.
     """
-    if value is None:
+    if type(value) is str:
+        text = value
+    elif value is None:
         return ""
-    if value is True:
+    elif value is True:
         return "true"
-    if value is False:
+    elif value is False:
         return "false"
-    if isinstance(value, int | float):
+    elif isinstance(value, int | float):
         return repr(value)
-    text = value if isinstance(value, str) else _dumps(value)
+    else:
+        text = _dumps(value)
     if text and text[0] in _FORMULA_START:
         return "'" + text
     return text

@@ -52,7 +52,9 @@ def register(sub: Any) -> None:
     filters.add_argument("--group", help="only subjects in this group")
     filters.add_argument("--target", help="only this target")
     filters.add_argument(
-        "--decision", metavar="|".join(DECISIONS), help="only commands with this decision"
+        "--decision",
+        metavar="|".join(DECISIONS),
+        help="only rows about commands so decided (per kind: docs/EXPORTS.md)",
     )
     filters.add_argument("--format", default="jsonl", metavar="|".join(FORMATS))
     filters.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
