@@ -237,7 +237,7 @@ TIME_FIELDS = frozenset(
         "applied_at",
     }
 )
-_BASE = frozenset({"originator_id", "originator_version", "at", "actor"})
+ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "at", "actor"})
 
 
 _SECONDS: dict[int, str] = {}

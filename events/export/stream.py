@@ -4,11 +4,12 @@ Theory of operation
 -------------------
 :func:`traced_pages` reads decoded events a page at a time (``store.read``) and walks the
 chain table beside them, so each event comes with its chain hash. The ``events`` export
-without per-aggregate filters takes a faster road, :func:`raw_event_lines`: it reads the
-stored rows themselves, decompresses them and splices the stored JSON into the output
-without decoding it into events and encoding it again (the stored JSON is already compact
-and UTF-8, as the export writes it). Its rows are byte for byte what :func:`event_row`
-builds from decoded events; a test holds the two together.
+without per-aggregate filters takes a faster road, :func:`raw_event_lines`: one query
+per page reads the stored rows with their chain hashes (:func:`stored_page`); each row is
+decompressed (and decrypted) and its stored JSON spliced into the output without decoding
+it into an event and encoding it again (the mapper stores compact UTF-8 JSON, as the export
+writes it). Its rows are byte for byte what :func:`event_row` builds from decoded events; a
+test holds the two together.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from eventsourcing.persistence import PersistenceError
 from events.domain import DomainEvent, Session, SessionControl
 from events.export.assemble import OpenApproval, OpenSession, RowAssembler
 from events.export.rows import (
-    _BASE,
+    ENVELOPE_FIELDS,
     FORMATS,
     PAGE,
     ExportError,
@@ -156,7 +157,7 @@ def event_row(nid: int, e: DomainEvent, digest: str | None) -> dict[str, Any]:
         "originator_id": id_text(e),
         "originator_version": e.originator_version,
         "actor": e.actor,
-        "data": {k: v for k, v in e.__dict__.items() if k not in _BASE},
+        "data": {k: v for k, v in e.__dict__.items() if k not in ENVELOPE_FIELDS},
     }
 
 

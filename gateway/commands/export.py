@@ -207,11 +207,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {args.format!r}")
     f = filter_from(args, kind)
     bar = ProgressBar(f"export {kind}")
-    with opened_store(args) as store, _output(args.output) as out:
-        try:
-            summary = export(store, kind, out, fmt=args.format, filt=f, progress=bar)
-        finally:
-            bar.close()
+    try:
+        with opened_store(args) as store, _output(args.output) as out:
+            try:
+                summary = export(store, kind, out, fmt=args.format, filt=f, progress=bar)
+            finally:
+                bar.close()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other Unix tools do; point
+        # stdout at /dev/null so that flushing it at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     if args.output and args.output != "-":
         incomplete = f" ({summary.incomplete} incomplete)" if summary.incomplete else ""
         print(

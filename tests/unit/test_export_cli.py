@@ -202,3 +202,28 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
 def test_format_table_aligns() -> None:
     text = format_table(["NAME", "N"], [["alice", 3], ["bob", 12]])
     assert text.splitlines() == ["NAME    N", "alice   3", "bob    12"]
+
+
+def test_a_closed_pipe_ends_the_export_quietly(cli_store: EventStore) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    for _ in range(100):
+        cli_store.append(session_events(20))  # far more than a pipe buffer
+    proc = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"set -o pipefail; {sys.executable} -m gateway.cli export events | head -n 1",
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["notification_id"] == 1
+    assert proc.stderr == ""
