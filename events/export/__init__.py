@@ -23,11 +23,13 @@ this one, the driver.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from events.domain import DomainEvent
+from eventsourcing.utils import get_topic
+
+from events.domain import Approval, DomainEvent, Policy
 from events.export.assemble import RowAssembler
 from events.export.rows import (
     DECISIONS,
@@ -54,6 +56,7 @@ from events.export.stream import (
     csv_value,
     event_row,
     raw_event_lines,
+    topic_pages,
     traced_pages,
 )
 from events.store import EventStore
@@ -100,6 +103,24 @@ class ExportSummary:
 
 Progress = Callable[[int, int], None]
 """Called after each page with (events read so far, events to read)."""
+
+
+# Exports that fold one aggregate type read only its events.
+_ONLY_TOPICS = {"approvals": get_topic(Approval) + ".", "policy": get_topic(Policy) + "."}
+
+
+def _pages(
+    store: EventStore, kind: str, *, end: int, page: int
+) -> Iterator[tuple[int, list[Traced]]]:
+    """(events read so far, page of traced events) for ``kind``."""
+    prefix = _ONLY_TOPICS.get(kind)
+    if prefix is not None:
+        yield from topic_pages(store, prefix, end=end, page=page)
+        return
+    read = 0
+    for batch in traced_pages(store, end=end, page=page):
+        read += len(batch)
+        yield read, batch
 
 
 def export(
@@ -149,10 +170,9 @@ def export(
         )
         feed = assembler.feed
     read = 0
-    for batch in traced_pages(store, end=end, page=page):
+    for read, batch in _pages(store, kind, end=end, page=page):
         for nid, event, digest in batch:
             feed(nid, event, digest)
-        read += len(batch)
         writer.write(pending)
         pending.clear()
         if progress is not None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import PersistenceError, StoredEvent
 
 from events.domain import DomainEvent, Session, SessionControl
 from events.export.assemble import OpenApproval, OpenSession, RowAssembler
@@ -76,6 +77,39 @@ def traced_pages(
         close = getattr(chain, "close", None)  # a generator: release its cursor now
         if close is not None:
             close()
+
+
+def topic_pages(
+    store: EventStore, topic_prefix: str, *, end: int, page: int = PAGE
+) -> Iterator[tuple[int, list[Traced]]]:
+    """Like :func:`traced_pages`, but only events whose topic starts with ``topic_prefix``
+    are decoded (``store.decode``) and returned; yields (events read, page).
+
+    For exports that need one aggregate type (approvals, policy): the others are skipped
+    before their state is even decompressed.
+    """
+    after = read = 0
+    while after < end:
+        rows = stored_page(store, after, page)
+        if not rows:
+            return
+        out: list[Traced] = []
+        for nid, oid, version, topic, state, digest in rows:
+            if nid > end:
+                break
+            read += 1
+            if topic.startswith(topic_prefix):
+                stored = StoredEvent(
+                    originator_id=uuid.UUID(oid),
+                    originator_version=version,
+                    topic=topic,
+                    state=bytes(state),
+                )
+                out.append((nid, store.decode(stored), digest))
+        yield read, out
+        after = rows[-1][0]
+        if len(rows) < page:
+            return
 
 
 # ------------------------------------------------------------------------------ writing

@@ -22,6 +22,7 @@ from events.export import (
     export,
     iso,
     parse_time,
+    row_dict,
     traced_pages,
 )
 from events.export.stream import _split_stored
@@ -347,6 +348,22 @@ def test_split_stored_handles_any_field_order_and_escapes() -> None:
 @pytest.mark.parametrize("kind", ["events", "sessions", "commands", "approvals", "policy"])
 def test_page_size_does_not_change_the_export(crafted: EventStore, kind: str) -> None:
     assert rows_of(crafted, kind, page=3) == rows_of(crafted, kind)
+
+
+@pytest.mark.parametrize("kind", ["approvals", "policy"])
+def test_single_aggregate_exports_skip_other_events_and_miss_nothing(
+    crafted: EventStore, kind: str
+) -> None:
+    rows: list[Any] = []
+    assembler = RowAssembler(
+        on_approval=rows.append if kind == "approvals" else None,
+        on_policy=rows.append if kind == "policy" else None,
+    )
+    for page in traced_pages(crafted):
+        for nid, event, digest in page:
+            assembler.feed(nid, event, digest)
+    assembler.flush()
+    assert rows and rows_of(crafted, kind, page=4) == [row_dict(r) for r in rows]
 
 
 def test_export_stops_at_the_head_it_started_with(crafted: EventStore) -> None:
