@@ -36,6 +36,7 @@ from events.export import (
     RowAssembler,
     SessionRow,
     Traced,
+    matches,
     traced_pages,
 )
 from events.recorders import ChainedSQLiteRecorder
@@ -154,13 +155,18 @@ def build_report(
     window.check("sessions")
     tallies = _Tallies()
 
-    def when(accept: Callable[[Any], None], in_window: Callable[[Any], bool]) -> Any:
-        return lambda row: accept(row) if in_window(row) else None
+    def counted(accept: Callable[[Any], None]) -> Callable[[Any], None]:
+        # The window means for each row what it means in the exports (``matches``).
+        def sink(row: Any) -> None:
+            if matches(window, row):
+                accept(row)
+
+        return sink
 
     assembler = RowAssembler(
-        on_session=when(tallies.session, lambda r: window.overlaps(r.started_at, r.ended_at)),
-        on_command=when(tallies.command, lambda r: window.in_window(r.received_at)),
-        on_approval=when(tallies.approval, lambda r: window.in_window(r.requested_at)),
+        on_session=counted(tallies.session),
+        on_command=counted(tallies.command),
+        on_approval=counted(tallies.approval),
     )
     end = store.max_id()
     read = 0

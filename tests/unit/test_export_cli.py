@@ -227,3 +227,19 @@ def test_a_closed_pipe_ends_the_export_quietly(cli_store: EventStore) -> None:
     assert proc.returncode == 0
     assert json.loads(proc.stdout)["notification_id"] == 1
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["export", "--help"], "policy"),
+        (["export", "commands", "--help"], "--decision"),
+        (["sessions", "list", "--help"], "--live"),
+        (["sessions", "show", "--help"], "unique prefix"),
+        (["report", "--help"], "--from"),
+    ],
+)
+def test_help(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0 and expected in capsys.readouterr().out
