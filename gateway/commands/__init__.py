@@ -14,4 +14,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.approvals",
     "gateway.commands.demo",
     "gateway.commands.status",
+    "gateway.commands.export",
 )
