@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from events.domain import short_id
+from events.domain import DomainError, SessionControl, short_id
 from events.export import (
     DECISIONS,
     FORMATS,
@@ -25,6 +26,7 @@ from events.export import (
 )
 from events.projections import SessionsView, catch_up
 from events.report import Report, ReportLine, build_report, find_sessions, session_detail
+from events.store import ConcurrencyConflict
 from gateway.commands.common import opened_store, print_json
 from gateway.errors import UserError
 
@@ -81,6 +83,11 @@ def register(sub: Any) -> None:
     show.add_argument("id", metavar="ID", help="session id or a unique prefix of it")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_sessions_show)
+    end = ssub.add_parser("end", help="end a live session (the gateway serving it closes it)")
+    end.add_argument("id", metavar="ID", help="session id or a unique prefix of it")
+    end.add_argument("--reason", required=True, help="shown to the agent and recorded")
+    end.add_argument("--token", help="the operator's token (default: $WARDGATE_TOKEN)")
+    end.set_defaults(func=cmd_sessions_end)
 
     report = sub.add_parser(
         "report",
@@ -284,6 +291,40 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
     headers = ["ID", "IDENTITY", "TARGET", "PROTO", "NODE", "STARTED (UTC)", "STATE"]
     print(format_table([*headers, "CMDS", "DENIED", "HELD", "MASKED"], rows))
     return 0
+
+
+def cmd_sessions_end(args: argparse.Namespace) -> int:
+    """Record an operator's request to end a session; its node acts on it within a poll."""
+    from gateway.commands.common import settings_from  # noqa: PLC0415
+    from gateway.commands.operators import operator_identity, require_group  # noqa: PLC0415
+
+    settings = settings_from(args)
+    operator = operator_identity(args, settings)
+    require_group(operator, settings, "kill_groups", ["oncall"], "end sessions")
+    with opened_store(args) as store:
+        try:
+            found = find_sessions(store, args.id)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
+        if len(found) != 1:
+            raise UserError(f"session id {args.id!r} matches {len(found)} sessions")
+        sid = uuid.UUID(str(found[0]))
+        control_id = SessionControl.id_for(sid)
+        for _ in range(3):
+            control = store.load(SessionControl, control_id) or SessionControl(control_id)
+            try:
+                event = control.request_termination(
+                    session_id=sid, reason=args.reason, actor=operator.subject, at=time.time()
+                )
+            except DomainError as exc:
+                raise UserError(str(exc)) from None
+            try:
+                store.append([event])
+            except ConcurrencyConflict:
+                continue
+            print(f"asked the gateway to end session {short_id(sid)} ({args.reason})")
+            return 0
+    raise UserError("could not record the request; try again")
 
 
 def cmd_sessions_show(args: argparse.Namespace) -> int:
