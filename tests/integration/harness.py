@@ -3,7 +3,10 @@ development IdP as token issuer, for integration tests that use blocking real cl
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -67,6 +70,20 @@ class RunningGateway:
 
     def store(self) -> EventStore:
         return EventStore(self.settings.store)
+
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `wardgate` CLI in another process against this gateway's settings."""
+        env = {**os.environ, "WARDGATE_CONFIG": str(self.data_dir / "wardgate.toml")}
+        env.pop("WARDGATE_TOKEN", None)
+        if token:
+            env["WARDGATE_TOKEN"] = token
+        return subprocess.run(
+            [sys.executable, "-m", "gateway.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
 
 
 @contextmanager

@@ -37,27 +37,11 @@ def table(gw: RunningGateway) -> None:
         cur.execute("INSERT INTO payments VALUES (1, 100), (2, 200)")
 
 
-def cli(
-    gw: RunningGateway, *args: str, token: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WARDGATE_CONFIG": str(gw.data_dir / "wardgate.toml")}
-    env.pop("WARDGATE_TOKEN", None)
-    if token:
-        env["WARDGATE_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 def pending(gw: RunningGateway, command: str, timeout: float = 10) -> list[dict[str, Any]]:
     """The pending approvals of ``command`` (each test holds its own statement)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = cli(gw, "approvals", "list", "--json")
+        out = gw.cli("approvals", "list", "--json")
         assert out.returncode == 0, out.stderr
         rows = [r for r in json.loads(out.stdout) if r["command"] == command]
         if rows:
@@ -97,8 +81,7 @@ def test_update_held_then_approved_from_another_process(gw: RunningGateway) -> N
     [row] = pending(gw, sql)
     assert row["subject"] == "agent-7" and row["rule"] == "hold-writes"
     assert amount(1) == 100  # nothing ran yet
-    out = cli(
-        gw,
+    out = gw.cli(
         "approvals",
         "approve",
         row["short_id"],
@@ -124,8 +107,7 @@ def test_denied_with_a_reason(gw: RunningGateway) -> None:
     sql = "UPDATE payments SET amount = 1 WHERE id = 2"
     job = run_in_thread(gw, sql)
     [row] = pending(gw, sql)
-    out = cli(
-        gw,
+    out = gw.cli(
         "approvals",
         "deny",
         row["short_id"],
@@ -152,7 +134,7 @@ def test_requester_cannot_approve_even_in_the_approver_group(gw: RunningGateway)
     sql = "UPDATE payments SET amount = 5 WHERE id = 1"
     job = run_in_thread(gw, sql, subject="dave")
     [row] = pending(gw, sql)
-    out = cli(gw, "approvals", "approve", row["short_id"], token=gw.token("dave", ("oncall",)))
+    out = gw.cli("approvals", "approve", row["short_id"], token=gw.token("dave", ("oncall",)))
     assert out.returncode == 1
     assert "requester cannot decide their own command" in out.stderr
     job["thread"].join(10)  # max_hold passes: the client is told to retry
@@ -214,7 +196,7 @@ def test_retry_after_max_hold_runs_once_approved(gw: RunningGateway) -> None:
     [row] = pending(gw, sql)
     job["thread"].join(10)
     assert row["short_id"] in job["error"][1] and "retry" in job["error"][1]
-    out = cli(gw, "approvals", "approve", row["short_id"], token=gw.token("bob", ("oncall",)))
+    out = gw.cli("approvals", "approve", row["short_id"], token=gw.token("bob", ("oncall",)))
     assert out.returncode == 0, out.stderr
     time.sleep(0.3)  # the gateway's follower sees the decision
     with gw.connect(database=DB, autocommit=True) as conn, conn.cursor() as cur:
@@ -228,8 +210,7 @@ def test_window_approval_covers_identical_statements(gw: RunningGateway) -> None
     sql = "UPDATE payments SET amount = amount + 1 WHERE id = 1"
     job = run_in_thread(gw, sql)
     [row] = pending(gw, sql)
-    out = cli(
-        gw,
+    out = gw.cli(
         "approvals",
         "approve",
         row["short_id"],

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -24,36 +21,19 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
         yield g
 
 
-def cli(
-    gw: RunningGateway, *args: str, token: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "WARDGATE_CONFIG": str(gw.data_dir / "wardgate.toml")}
-    env.pop("WARDGATE_TOKEN", None)
-    if token:
-        env["WARDGATE_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-
-
 def test_an_operator_ends_a_live_session(gw: RunningGateway) -> None:
     conn = gw.connect(gw.token("agent-9"))
     with conn.cursor() as cur:
         cur.execute("SELECT 1")
-    live = json.loads(cli(gw, "sessions", "list", "--live", "--json").stdout)
+    live = json.loads(gw.cli("sessions", "list", "--live", "--json").stdout)
     mine = [s for s in live if s.get("subject") == "agent-9"]
     assert len(mine) == 1, live
     session_id = mine[0]["session_id"]
-    refused = cli(
-        gw, "sessions", "end", session_id, "--reason", "x", token=gw.token("mallory", ("agents",))
+    refused = gw.cli(
+        "sessions", "end", session_id, "--reason", "x", token=gw.token("mallory", ("agents",))
     )
     assert refused.returncode == 1 and "may not end sessions" in refused.stderr
-    ended = cli(
-        gw,
+    ended = gw.cli(
         "sessions",
         "end",
         session_id[:8],
