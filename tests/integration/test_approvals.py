@@ -15,7 +15,8 @@ from typing import Any
 import pymysql
 import pytest
 
-from events.domain import Approval, Session
+from events.domain import Approval, Session, short_id
+from gateway.commands.approvals import approvals_view
 
 from .harness import RunningGateway, mariadb, running_gateway
 from .policies import BASIC
@@ -25,7 +26,9 @@ DB = "wg_it_appr"
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    with running_gateway(tmp_path_factory.mktemp("appr"), policy=BASIC, database=DB) as g:
+    with running_gateway(
+        tmp_path_factory.mktemp("appr"), policy=BASIC, database=DB, max_hold="15s"
+    ) as g:
         yield g
 
 
@@ -37,17 +40,44 @@ def table(gw: RunningGateway) -> None:
         cur.execute("INSERT INTO payments VALUES (1, 100), (2, 200)")
 
 
-def pending(gw: RunningGateway, command: str, timeout: float = 10) -> list[dict[str, Any]]:
-    """The pending approvals of ``command`` (each test holds its own statement)."""
+def pending(gw: RunningGateway, command: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The pending approvals of ``command`` (each test holds its own statement), read from
+    the store the way `wardgate approvals list` does (without a process per poll)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = gw.cli("approvals", "list", "--json")
-        assert out.returncode == 0, out.stderr
-        rows = [r for r in json.loads(out.stdout) if r["command"] == command]
+        store = gw.store()
+        try:
+            view = approvals_view(store)
+        finally:
+            store.close()
+        rows = [
+            {
+                "id": a.id,
+                "short_id": short_id(a.id),
+                "subject": a.subject,
+                "rule": a.rule,
+                "command": a.command,
+            }
+            for a in view.pending()
+            if a.command == command
+        ]
         if rows:
             return rows
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError("no pending approval appeared")
+
+
+def gateway_sees(gw: RunningGateway, approval_id: str, status: str, timeout: float = 10) -> None:
+    """Wait until the gateway's own live view has the decision (its follower polls)."""
+    context = gw.started.context
+    assert context is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = context.views.approvals.get(approval_id)
+        if record is not None and record.status == status:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the gateway never saw approval {approval_id} {status}")
 
 
 def run_in_thread(gw: RunningGateway, sql: str, subject: str = "agent-7") -> dict[str, Any]:
@@ -80,6 +110,11 @@ def test_update_held_then_approved_from_another_process(gw: RunningGateway) -> N
     job = run_in_thread(gw, sql)
     [row] = pending(gw, sql)
     assert row["subject"] == "agent-7" and row["rule"] == "hold-writes"
+    listed = gw.cli("approvals", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["short_id"] for r in json.loads(listed.stdout) if r["command"] == sql] == [
+        row["short_id"]
+    ]
     assert amount(1) == 100  # nothing ran yet
     out = gw.cli(
         "approvals",
@@ -198,7 +233,7 @@ def test_retry_after_max_hold_runs_once_approved(gw: RunningGateway) -> None:
     assert row["short_id"] in job["error"][1] and "retry" in job["error"][1]
     out = gw.cli("approvals", "approve", row["short_id"], token=gw.token("bob", ("oncall",)))
     assert out.returncode == 0, out.stderr
-    time.sleep(0.3)  # the gateway's follower sees the decision
+    gateway_sees(gw, row["id"], "approved")
     with gw.connect(database=DB, autocommit=True) as conn, conn.cursor() as cur:
         assert cur.execute("update payments set amount = 9 where id = 2") == 1  # same statement
         with pytest.raises(pymysql.err.OperationalError, match="held for approval"):
