@@ -125,7 +125,7 @@ def test_update_held_then_approved_from_another_process(gw: RunningGateway) -> N
         token=gw.token("bob", ("oncall",)),
     )
     assert out.returncode == 0, out.stderr
-    job["thread"].join(10)
+    job["thread"].join(40)
     assert job.get("rows") == 1, job
     assert amount(1) == 0
     store = gw.store()
@@ -151,7 +151,7 @@ def test_denied_with_a_reason(gw: RunningGateway) -> None:
         token=gw.token("carol", ("oncall",)),
     )
     assert out.returncode == 0, out.stderr
-    job["thread"].join(10)
+    job["thread"].join(40)
     code, message = job["error"]
     assert code == 1227
     assert "denied by carol: not during the freeze" in message
@@ -160,7 +160,7 @@ def test_denied_with_a_reason(gw: RunningGateway) -> None:
 
 def test_expired_without_a_decision(gw: RunningGateway) -> None:
     job = run_in_thread(gw, "DELETE FROM payments WHERE id = 2")
-    job["thread"].join(10)
+    job["thread"].join(40)
     assert "expired without a decision" in job["error"][1]
     assert amount(2) == 200
 
@@ -172,7 +172,7 @@ def test_requester_cannot_approve_even_in_the_approver_group(gw: RunningGateway)
     out = gw.cli("approvals", "approve", row["short_id"], token=gw.token("dave", ("oncall",)))
     assert out.returncode == 1
     assert "requester cannot decide their own command" in out.stderr
-    job["thread"].join(10)  # max_hold passes: the client is told to retry
+    job["thread"].join(40)  # max_hold passes: the client is told to retry
     assert "held for approval" in job["error"][1]
     assert amount(1) == 100
 
@@ -208,7 +208,7 @@ def test_two_approvers_race_and_exactly_one_decision_counts(gw: RunningGateway) 
     losers = [r for r in results if r[2] != 0]
     assert len(winners) == 1 and len(losers) == 1, results
     assert "already" in losers[0][1]
-    job["thread"].join(10)
+    job["thread"].join(40)
     store = gw.store()
     try:
         decisions = [
@@ -229,7 +229,7 @@ def test_retry_after_max_hold_runs_once_approved(gw: RunningGateway) -> None:
     sql = "UPDATE payments SET amount = 9 WHERE id = 2"
     job = run_in_thread(gw, sql)
     [row] = pending(gw, sql)
-    job["thread"].join(10)
+    job["thread"].join(40)
     assert row["short_id"] in job["error"][1] and "retry" in job["error"][1]
     out = gw.cli("approvals", "approve", row["short_id"], token=gw.token("bob", ("oncall",)))
     assert out.returncode == 0, out.stderr
@@ -254,7 +254,7 @@ def test_window_approval_covers_identical_statements(gw: RunningGateway) -> None
         token=gw.token("bob", ("oncall",)),
     )
     assert out.returncode == 0, out.stderr
-    job["thread"].join(10)
+    job["thread"].join(40)
     with gw.connect(database=DB, autocommit=True) as conn, conn.cursor() as cur:
         for _ in range(3):
             assert cur.execute("UPDATE payments SET amount = amount + 1 WHERE id = 1") == 1
