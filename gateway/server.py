@@ -33,7 +33,8 @@ from gateway.live import LiveViews
 from gateway.mysql.proxy import MySQLProxy
 from gateway.policy import PolicyError
 from gateway.policy_admin import apply_policy
-from gateway.targets import mysql_targets
+from gateway.ssh.proxy import serve_ssh
+from gateway.targets import mysql_targets, ssh_targets
 from gateway.vault import Vault, VaultError
 from gateway.writer import EventWriter
 
@@ -124,6 +125,10 @@ class Gateway:
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
                     started.ports[target.name] = await nursery.start(proxy.serve)
+                ssh = ssh_targets(settings)
+                if ssh:  # one asyncssh host (trio-asyncio loop) serves every SSH target
+                    ports = await nursery.start(serve_ssh, ssh, ctx, settings.data_dir)
+                    started.ports.update(ports)
                 logger.info("gateway %s serving %s", settings.node, started.ports)
                 task_status.started(started)
         finally:
