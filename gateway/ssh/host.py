@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -192,7 +193,17 @@ class SSHHost:
 @contextlib.asynccontextmanager
 async def open_ssh_host() -> AsyncIterator[SSHHost]:
     async with trio_asyncio.open_loop() as loop:
+        # trio-asyncio's default handler re-raises stray asyncio errors into the trio
+        # nursery, which would end the whole gateway; one session's mishap is logged instead.
+        loop.set_exception_handler(_log_stray_error)
         yield SSHHost(loop)
+
+
+def _log_stray_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    error = context.get("exception")
+    if isinstance(error, asyncio.CancelledError):
+        return
+    logger.error("asyncio: %s", context.get("message"), exc_info=error)
 
 
 class SSHListener:
@@ -216,17 +227,31 @@ class ClientConnection:
     def __init__(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Future[None]] = set()  # keeps the close task referenced
+        self._context = contextvars.copy_context()
         self.channels: set[ServerChannel] = set()
 
     def close(self, message: str) -> None:
-        """Tell every open channel ``message`` on stderr, then disconnect (sync, any side)."""
+        """Tell every open channel ``message`` on stderr, then disconnect with it (sync).
 
-        def run() -> None:
+        The disconnect waits (briefly) until the channels are closed, so that their
+        messages and exit statuses reach the client before the connection goes."""
+
+        async def run() -> None:
+            closing = []
             for channel in list(self.channels):
                 channel.interrupt_now(message)
-            self._conn.close()
+                closing.append(channel._process.wait_closed())
+            if closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 2)
+            self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, message)
 
-        self._loop.call_soon(run)
+        # Run in the asyncio context captured at connection time: a trio task (the operator
+        # request follower) has no asyncio loop in its own context.
+        self._loop.call_soon(
+            lambda: self._tasks.add(asyncio.ensure_future(run())), context=self._context.copy()
+        )
 
 
 class _Server(asyncssh.SSHServer):
@@ -414,9 +439,9 @@ class ServerChannel:
             else:
                 await remote.wait_closed()
         finally:
-            for task in (out_task, err_task, in_task, gone):
+            for task in (out_task, err_task, in_task, gone, pumps):
                 task.cancel()
-            await asyncio.gather(out_task, err_task, in_task, gone, return_exceptions=True)
+            await asyncio.gather(out_task, err_task, in_task, gone, pumps, return_exceptions=True)
             remote.close()
         if self._interrupted:
             ended_by = "interrupted"
@@ -544,9 +569,10 @@ class UpstreamConnection:
     def __init__(self, conn: asyncssh.SSHClientConnection) -> None:
         self._conn = conn
         self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
 
     def close(self) -> None:
-        self._loop.call_soon(self._conn.close)
+        self._loop.call_soon(self._conn.close, context=self._context.copy())
 
 
 async def connect_upstream(login: UpstreamLogin) -> UpstreamConnection:
