@@ -42,8 +42,22 @@ from trio_asyncio import aio_as_trio, trio_as_aio
 
 logger = logging.getLogger("wardgate.ssh")
 
-CHUNK = 32 * 1024
-"""Largest read per pump step: one SSH packet's worth, so memory per channel stays small."""
+CHUNK = 128 * 1024
+"""Largest read per pump step: a few SSH packets, so per-chunk costs (masking, scheduling)
+are amortized while the memory held per channel stays small."""
+FAST_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+"""Preferred on both legs: one AEAD call per packet. asyncssh's chacha20-poly1305 builds two
+cipher contexts per packet and cost about a fifth of the relay's CPU in a profile. On the
+agent-facing leg the client's order decides, so chacha20 is not offered there at all."""
+SERVER_CIPHERS = [*FAST_CIPHERS, "aes256-ctr", "aes192-ctr", "aes128-ctr"]
+SERVER_MACS = [
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+]
+"""Only for the CTR fallback; asyncssh's umac (OpenSSH's first choice) runs through ctypes."""
+CLIENT_CIPHERS = [*FAST_CIPHERS, "chacha20-poly1305@openssh.com", "aes256-ctr", "aes128-ctr"]
 TOKEN_PROMPT = "Password (wardgate token): "  # noqa: S105 (a prompt, not a secret)
 """Keyboard-interactive prompt; says 'Password' so that sshpass and people recognise it."""
 
@@ -184,6 +198,8 @@ class SSHHost:
                 x11_forwarding=False,
                 allow_scp=False,
                 keepalive_interval=30,
+                encryption_algs=SERVER_CIPHERS,
+                mac_algs=SERVER_MACS,
             )
 
         acceptor = await aio_as_trio(start)()
@@ -612,6 +628,7 @@ async def _connect(login: UpstreamLogin) -> UpstreamConnection:
         "password": login.password,
         "preferred_auth": "password,keyboard-interactive",
         "keepalive_interval": 30,
+        "encryption_algs": CLIENT_CIPHERS,
     }
     if login.private_key is not None:
         try:

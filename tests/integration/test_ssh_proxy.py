@@ -248,7 +248,8 @@ def test_interactive_pty_session_is_relayed_and_recorded(gw: RunningGateway) -> 
             process.change_terminal_size(100, 40)
             process.stdin.write(b"stty size\n")
             got["size"] = await _read_until(process, b"40 100")
-            process.stdin.write(b"read -s -p 'Password: ' pw; echo; echo got-${#pw}\n")
+            # the prompt text is built by the shell, so its echoed command line does not match
+            process.stdin.write(b'P=Password; read -s -p "$P: " pw; echo; echo got-${#pw}\n')
             await _read_until(process, b"Password: ")
             process.stdin.write(b"hunter2\n")
             got["secret"] = await _read_until(process, b"got-7")
