@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 
 import asyncssh
 import trio_asyncio
+from asyncssh.constants import EXTENDED_DATA_STDERR
 from trio_asyncio import aio_as_trio, trio_as_aio
 
 logger = logging.getLogger("wardgate.ssh")
@@ -190,7 +192,6 @@ class SSHHost:
                 host,
                 port,
                 server_host_keys=[host_key],
-                process_factory=_run_process,
                 encoding=None,
                 line_editor=False,
                 login_timeout=login_timeout,
@@ -288,6 +289,9 @@ class _Server(asyncssh.SSHServer):
         if self.handler is not None:
             self.handler.connection_lost(None if exc is None else _describe(exc))
 
+    def session_requested(self) -> _Process:
+        return _Process(_run_process, None, 0, False)
+
     def begin_auth(self, username: str) -> bool:
         return True
 
@@ -338,6 +342,24 @@ class _Server(asyncssh.SSHServer):
         return False
 
 
+class _Process(asyncssh.SSHServerProcess[bytes]):
+    """asyncssh's server process, except that every subsystem, sftp included, reaches our
+    handler (which decides it by policy): asyncssh would serve sftp itself or refuse it."""
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return True
+
+    def session_started(self) -> None:
+        chan = self._chan
+        assert chan is not None and self._conn is not None
+        stdin = asyncssh.SSHReader[bytes](self, chan)
+        stdout = asyncssh.SSHWriter[bytes](self, chan)
+        stderr = asyncssh.SSHWriter[bytes](self, chan, EXTENDED_DATA_STDERR)
+        handler = self._start_process(stdin, stdout, stderr)
+        if inspect.isawaitable(handler):
+            self._conn.create_task(handler, stdin.logger)
+
+
 async def _run_process(process: asyncssh.SSHServerProcess[bytes]) -> None:
     """asyncssh's process factory: hand the channel to the trio handler."""
     owner = process.channel.get_connection().get_owner()
@@ -375,6 +397,11 @@ class ServerChannel:
             agent_requested=channel.get_agent_path() is not None,
         )
         self.agent_path: str | None = channel.get_agent_path()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client has closed (or is closing) this channel."""
+        return self._process.is_closing()
 
     @property
     def newline(self) -> bytes:

@@ -51,7 +51,15 @@ from gateway.ssh.host import (
     load_host_key,
     open_ssh_host,
 )
-from gateway.ssh.recording import ChunkRecorder, MaskingTap, TypedInputTap, TypedLine
+from gateway.ssh.recording import (
+    ChunkRecorder,
+    MaskingTap,
+    PassThroughTap,
+    SftpInputTap,
+    TypedInputTap,
+    TypedLine,
+)
+from gateway.ssh.sftp import SftpOperation
 from gateway.targets import SSHTarget
 from gateway.vault import VaultError
 
@@ -352,6 +360,9 @@ class SSHSession:
     async def _relay(
         self, channel: ServerChannel, upstream: UpstreamConnection, verdict: Verdict
     ) -> None:
+        if channel.request.subsystem == "sftp":
+            await self._relay_sftp(channel, upstream, verdict)
+            return
         profile = self.proxy.profile(verdict.masking_profile)
         interactive = channel.request.term_type is not None
 
@@ -371,6 +382,9 @@ class SSHSession:
                 on_line=self._typed_line,
             )
         began = time.perf_counter()
+        if channel.closed:  # the client left while the command was decided or held
+            self._client_left(verdict.seq)
+            return
         result = await channel.relay(upstream, stdout=stdout, stderr=stderr, stdin=typed)
         for tap in (stdout, stderr):
             tap.close()
@@ -403,6 +417,65 @@ class SSHSession:
                         "hidden_input_bytes": typed.hidden_bytes if typed else 0,
                     },
                     truncated=stdout.recorder.truncated or stderr.recorder.truncated,
+                )
+            ]
+        )
+
+    async def _relay_sftp(
+        self, channel: ServerChannel, upstream: UpstreamConnection, verdict: Verdict
+    ) -> None:
+        """sftp is relayed unchanged (binary); its file operations become events."""
+        if channel.closed:
+            self._client_left(verdict.seq)
+            return
+        requests = SftpInputTap(self._sftp_operation)
+        began = time.perf_counter()
+        result = await channel.relay(
+            upstream, stdout=PassThroughTap(), stderr=PassThroughTap(), stdin=requests
+        )
+        scanner = requests.scanner
+        self.ctx.writer.submit(
+            [
+                self.log.event(
+                    Session.ResponseRecorded,
+                    seq=verdict.seq,
+                    ok=result.exit_status in (0, None) and result.ended_by != "interrupted",
+                    error_code=result.exit_status,
+                    duration_ms=round((time.perf_counter() - began) * 1000, 3),
+                    transcript={
+                        "stdin_bytes": result.bytes_in,
+                        "stdout_bytes": result.bytes_out,
+                        "sftp_requests": scanner.packets,
+                        "sftp_write_bytes": scanner.write_bytes,
+                        "sftp_malformed": scanner.malformed,
+                        "ended_by": result.ended_by,
+                    },
+                )
+            ]
+        )
+
+    def _sftp_operation(self, op: SftpOperation) -> None:
+        subject = self.identity.subject if self.identity else "?"
+        self.ctx.writer.submit(
+            [
+                self.log.event(
+                    Session.CommandReceived,
+                    actor=subject,
+                    seq=self.log.next_seq(),
+                    kind="sftp_op",
+                    text=op.describe(),
+                )
+            ]
+        )
+
+    def _client_left(self, seq: int) -> None:
+        self.ctx.writer.submit(
+            [
+                self.log.event(
+                    Session.ResponseRecorded,
+                    seq=seq,
+                    ok=False,
+                    error_message="not run: the client left before the command could run",
                 )
             ]
         )

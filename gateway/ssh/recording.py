@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.masking import MaskingProfile, StreamMasker, mask_text
+from gateway.ssh.sftp import SftpOperation, SftpRequestScanner
 
 Emit = Callable[[str, int, str, dict[str, int]], None]
 """(stream, offset_ms, text, masked counts) of one recording chunk."""
@@ -304,3 +305,35 @@ class TypedInputTap:
     def close(self) -> None:
         self.recorder.add(self.masker.flush())
         self.recorder.close()
+
+
+class PassThroughTap:
+    """An output stream relayed unchanged and not recorded: a binary protocol (sftp) that
+    masking would corrupt. Used only where policy allowed it; the bytes are counted."""
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def idle(self) -> bytes:
+        return b""
+
+    def idle_delay(self) -> float | None:
+        return None
+
+
+class SftpInputTap:
+    """The client side of an sftp session: file operations reported as they pass."""
+
+    def __init__(self, on_operation: Callable[[SftpOperation], None]) -> None:
+        self.scanner = SftpRequestScanner()
+        self._on_operation = on_operation
+
+    def feed(self, data: bytes) -> None:
+        for op in self.scanner.feed(data):
+            self._on_operation(op)
+
+    def idle(self) -> None:
+        return None
+
+    def idle_delay(self) -> float | None:
+        return None

@@ -38,6 +38,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSshd]:
 def gw(tmp_path_factory: pytest.TempPathFactory, sshd: RunningSshd) -> Iterator[RunningGateway]:
     other = tmp_path_factory.mktemp("otherkey") / "key"
     wrong_key = keygen(other)
+    known_hosts = other.parent / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line() + "\n")
     extra = f"""
 [[ssh]]
 name = "badkey"
@@ -53,6 +55,13 @@ upstream = "127.0.0.1:{free_port()}"
 credential = "down"
 host_key = "{sshd.host_key}"
 connect_timeout = "2s"
+
+[[ssh]]
+name = "keyed"
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:{sshd.port}"
+credential = "keyed"
+known_hosts = "{known_hosts}"
 """
     with ssh_gateway(tmp_path_factory.mktemp("gw"), sshd, extra=extra) as g:
         yield g
@@ -507,3 +516,121 @@ def test_an_operator_can_end_a_session(gw: RunningGateway) -> None:
     assert b"wardgate: session ended by carol: incident 7" in result["out"].stderr
     [closed] = of(events_of(gw, "kill-1"), Session.Closed)
     assert closed.reason == "killed"
+
+
+# -- more clients and credentials -------------------------------------------------------
+
+
+def _asyncssh_connect(gw: RunningGateway, token: str, **kw: Any) -> Any:
+    return asyncssh.connect(
+        "127.0.0.1",
+        gw.ports[kw.pop("target", "box")],
+        username="agent",
+        password=token,
+        known_hosts=None,
+        client_keys=[],
+        agent_path=None,
+        config=[],
+        **kw,
+    )
+
+
+def test_asyncssh_keyboard_interactive_and_a_vaulted_key_upstream(gw: RunningGateway) -> None:
+    async def run() -> tuple[str, int | None]:
+        async with _asyncssh_connect(
+            gw, gw.token("kbd-1"), target="keyed", preferred_auth="keyboard-interactive"
+        ) as conn:
+            result = await conn.run("id -un", check=False)
+            return str(result.stdout), result.exit_status
+
+    assert asyncio.run(run()) == (f"{USER}\n", 0)
+    [auth] = of(events_of(gw, "kbd-1"), Session.Authenticated)
+    assert auth.subject == "kbd-1"
+
+
+def test_sftp_is_decided_by_policy_and_its_file_operations_recorded(
+    gw: RunningGateway, tmp_path: Path
+) -> None:
+    local = tmp_path / "upload.bin"
+    payload = bytes(range(256)) * 4096  # binary: relayed unchanged, never masked
+    local.write_bytes(payload)
+    name = f"sftp-{uuid.uuid4().hex[:6]}"
+
+    async def transfer() -> bytes:
+        async with _asyncssh_connect(gw, gw.token("sftp-1", ("files",))) as conn:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.put(str(local), f"{HOME}/{name}")
+                await sftp.rename(f"{HOME}/{name}", f"{HOME}/{name}.done")
+                async with sftp.open(f"{HOME}/{name}.done", "rb") as fh:
+                    back: bytes = await fh.read()
+                await sftp.remove(f"{HOME}/{name}.done")
+                return back
+
+    assert asyncio.run(transfer()) == payload
+    events = events_of(gw, "sftp-1")
+    ops = [e.text for e in of(events, Session.CommandReceived) if e.kind == "sftp_op"]
+    assert f"open {HOME}/{name} (write,create,truncate)" in ops
+    assert f"rename {HOME}/{name} -> {HOME}/{name}.done" in ops or any(
+        o.startswith("posix-rename") for o in ops
+    )
+    assert f"remove {HOME}/{name}.done" in ops
+    [response] = [
+        e for e in of(events, Session.ResponseRecorded) if "sftp_requests" in e.transcript
+    ]
+    assert response.transcript["sftp_write_bytes"] >= len(payload)
+
+    async def refused() -> None:
+        async with _asyncssh_connect(gw, gw.token("sftp-2")) as conn:
+            async with conn.start_sftp_client():
+                pass
+
+    with pytest.raises((asyncssh.Error, OSError)):
+        asyncio.run(refused())
+    decided = [e for e in of(events_of(gw, "sftp-2"), Session.CommandDecided)]
+    assert [(d.action, d.statement_kinds) for d in decided] == [("deny", ["sftp"])]
+
+
+def test_agent_forwarding_is_refused_and_the_command_still_runs(
+    gw: RunningGateway, tmp_path: Path
+) -> None:
+    import os
+
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.environ["SSH_AUTH_SOCK"] = str(sock)
+        try:
+            out = ssh_cli(gw, "echo $SSH_AUTH_SOCK-end", token=gw.token("agent-1"), options=("-A",))
+        finally:
+            del os.environ["SSH_AUTH_SOCK"]
+    finally:
+        agent.terminate()
+        agent.wait(5)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"-end\n"  # no agent socket upstream
+    assert (
+        b"wardgate: agent forwarding refused: wardgate: denied by rule no-forwarding" in out.stderr
+    )
+    decided = of(events_of(gw, "agent-1"), Session.CommandDecided)
+    assert ("deny", ["agent_forward"]) in [(d.action, d.statement_kinds) for d in decided]
+
+
+def test_a_slow_session_does_not_hold_up_the_others(gw: RunningGateway) -> None:
+    result: dict[str, Any] = {}
+    slow = threading.Thread(
+        target=lambda: result.update(
+            out=ssh_cli(gw, "sleep 4; echo slow", token=gw.token("slow-1"))
+        )
+    )
+    slow.start()
+    time.sleep(0.5)
+    for i in range(3):
+        started = time.monotonic()
+        assert ssh_cli(gw, f"echo quick-{i}").stdout == f"quick-{i}\n".encode()
+        assert time.monotonic() - started < 3.5
+    slow.join(20)
+    assert result["out"].stdout == b"slow\n"

@@ -47,6 +47,13 @@ protocol = "ssh"
 sessions = ["shell"]
 
 [[rule]]
+name = "file-transfer"
+action = "allow"
+protocol = "ssh"
+groups = ["files"]
+sessions = ["sftp"]
+
+[[rule]]
 name = "no-forwarding"
 action = "deny"
 protocol = "ssh"
@@ -90,6 +97,7 @@ def ssh_gateway(
             vault.set(name="box", kind="ssh-password", username=USER, secret=PASSWORD)
         for name in ("badkey", "down"):
             vault.set(name=name, kind="ssh-password", username=USER, secret=PASSWORD)
+        vault.set(name="keyed", kind="ssh-key", username=USER, secret=sshd.client_key.read_text())
         yield gw
 
 

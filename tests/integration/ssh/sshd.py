@@ -7,11 +7,11 @@ server runs in the foreground (``sshd -D -e -f CONFIG``) and is stopped at teard
 
 from __future__ import annotations
 
-import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,10 +66,11 @@ def running_sshd(tmp: Path, *, extra: str = "") -> Iterator[RunningSshd]:
     host_pub = keygen(host_key)
     client_key = tmp / "client_key"
     client_pub = keygen(client_key)
-    keys = tmp / "authorized_keys"
-    keys.mkdir(exist_ok=True)
+    # sshd reads authorized keys as the user, who cannot enter pytest's private tmp tree
+    keys = Path(tempfile.mkdtemp(prefix="wg-sshd-keys-"))
+    keys.chmod(0o755)
     (keys / USER).write_text(client_pub + "\n")
-    os.chmod(tmp, 0o755)
+    (keys / USER).chmod(0o644)
     port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
@@ -118,6 +119,7 @@ LogLevel ERROR
             proc.kill()
             proc.wait()
         log.close()
+        shutil.rmtree(keys, ignore_errors=True)
 
 
 def have_openssh() -> bool:
