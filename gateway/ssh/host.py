@@ -136,7 +136,9 @@ class ConnectionHandler(Protocol):
     """The trio side of one client connection; every method runs in trio."""
 
     def attach(self, connection: ClientConnection) -> None: ...
-    async def authenticate(self, username: str, secret: str, method: str) -> bool: ...
+    async def authenticate(self, username: str, secret: str, method: str) -> str | None:
+        """None when the token is accepted, else the message to show the client."""
+
     async def session(self, channel: ServerChannel) -> None: ...
     async def direct_tcpip(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
@@ -299,9 +301,15 @@ class _Server(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        assert self.handler is not None
-        ok: bool = await trio_as_aio(self.handler.authenticate)(username, password, "password")
-        return ok
+        return await self._authenticate(username, password, "password")
+
+    async def _authenticate(self, username: str, secret: str, method: str) -> bool:
+        assert self.handler is not None and self.client is not None
+        refusal: str | None = await trio_as_aio(self.handler.authenticate)(username, secret, method)
+        if refusal is not None:
+            # a banner is the one way to tell an SSH client why before it gives up
+            self.client._conn.send_auth_banner(refusal + "\r\n")
+        return refusal is None
 
     def kbdint_auth_supported(self) -> bool:
         return True
@@ -315,10 +323,7 @@ class _Server(asyncssh.SSHServer):
         assert self.handler is not None
         if len(responses) != 1:
             return False
-        ok: bool = await trio_as_aio(self.handler.authenticate)(
-            username, responses[0], "keyboard-interactive"
-        )
-        return ok
+        return await self._authenticate(username, responses[0], "keyboard-interactive")
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
@@ -456,13 +461,22 @@ class ServerChannel:
         stdin: InputTap | None,
     ) -> RelayResult:
         req, client = self.request, self._process
-        remote = await upstream._conn.create_process(
-            req.command,
-            subsystem=req.subsystem,
-            term_type=req.term_type,
-            term_size=req.term_size if req.term_type else None,
-            encoding=None,
-        )
+        try:
+            remote = await upstream._conn.create_process(
+                req.command,
+                subsystem=req.subsystem,
+                term_type=req.term_type,
+                term_size=req.term_size if req.term_type else None,
+                encoding=None,
+            )
+        except asyncssh.ChannelOpenError as exc:
+            raise UpstreamError(
+                "refused", f"the target refused the session: {exc.reason}"
+            ) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise UpstreamError(
+                "unreachable", f"the target connection failed: {_describe(exc)}"
+            ) from None
         self._upstream = remote
         counts = {"in": 0, "out": 0, "err": 0}
         out_task = asyncio.ensure_future(

@@ -212,7 +212,7 @@ class SSHSession:
 
     # -- login ----------------------------------------------------------------------------
 
-    async def authenticate(self, username: str, secret: str, method: str) -> bool:
+    async def authenticate(self, username: str, secret: str, method: str) -> str | None:
         writer = self.ctx.writer
         try:
             identity = await self.ctx.verifier.verify_async(secret)
@@ -228,7 +228,7 @@ class SSHSession:
                     )
                 ]
             )
-            return False
+            return f"wardgate: token rejected: {exc.message}"
         except Exception as exc:  # the IdP is down and keys are needed: fail closed
             self.rejections += 1
             logger.warning("cannot verify an SSH token now: %s", exc)
@@ -242,7 +242,7 @@ class SSHSession:
                     )
                 ]
             )
-            return False
+            return "wardgate: cannot verify tokens right now; try again later"
         self.identity = identity
         await writer.write(
             [
@@ -259,7 +259,7 @@ class SSHSession:
             ]
         )
         self.proxy.nursery.start_soon(self._watch_expiry, identity.expires_at)
-        return True
+        return None
 
     # -- upstream -------------------------------------------------------------------------
 
@@ -355,7 +355,11 @@ class SSHSession:
             await channel.fail(f"wardgate: {exc.message}", FAILED_STATUS)
             self._upstream_failed(exc, verdict.seq)
             return
-        await self._relay(channel, upstream, verdict)
+        try:
+            await self._relay(channel, upstream, verdict)
+        except UpstreamError as exc:  # the upstream connection broke since it was opened
+            await channel.fail(f"wardgate: {exc.message}", FAILED_STATUS)
+            self._upstream_failed(exc, verdict.seq)
 
     async def _relay(
         self, channel: ServerChannel, upstream: UpstreamConnection, verdict: Verdict

@@ -163,6 +163,24 @@ def test_a_bad_token_is_rejected_and_recorded(gw: RunningGateway) -> None:
     assert rejected and "not-a-token" not in json.dumps([r.message for r in rejected])
 
 
+def test_a_rejected_token_is_explained_in_an_auth_banner(gw: RunningGateway) -> None:
+    banners: list[str] = []
+
+    class Client(asyncssh.SSHClient):
+        def auth_banner_received(self, msg: str, lang: str) -> None:
+            banners.append(msg)
+
+    async def attempt() -> None:
+        forged = gw.token("forged")[:-6] + "AAAAAA"  # signature no longer matches
+        async with _asyncssh_connect(gw, forged, client_factory=Client, preferred_auth="password"):
+            pass
+
+    with pytest.raises(asyncssh.PermissionDenied):
+        asyncio.run(attempt())
+    assert banners and banners[0].startswith("wardgate: token rejected: ")
+    assert "forged" not in banners[0] and "AAAAAA" not in banners[0]
+
+
 # -- approvals --------------------------------------------------------------------------
 
 
