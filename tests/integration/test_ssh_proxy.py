@@ -652,3 +652,68 @@ def test_a_slow_session_does_not_hold_up_the_others(gw: RunningGateway) -> None:
         assert time.monotonic() - started < 3.5
     slow.join(20)
     assert result["out"].stdout == b"slow\n"
+
+
+def test_forwarding_allowed_by_policy_reaches_the_target(
+    gw: RunningGateway, sshd: RunningSshd, tmp_path: Path
+) -> None:
+    """Agent forwarding (the agent's keys listed upstream) and ssh -L (the target's sshd
+    banner through the tunnel) for a group the policy allows."""
+    import os
+
+    sock = tmp_path / "agent.sock"
+    key = tmp_path / "agent_key"
+    keygen(key)
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    local = free_port()
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
+        argv = [
+            "sshpass",
+            "-e",
+            "ssh",
+            "-A",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-L",
+            f"127.0.0.1:{local}:127.0.0.1:{sshd.port}",
+            "-p",
+            str(gw.ports["box"]),
+            "agent@127.0.0.1",
+            "ssh-add -l; sleep 2",
+        ]
+        env["SSHPASS"] = gw.token("fwd-ok", ("forwarders",))
+        with subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        ) as proc:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    tunnel = socket.create_connection(("127.0.0.1", local), timeout=1)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            tunnel.settimeout(5)
+            assert tunnel.recv(100).startswith(b"SSH-2.0-OpenSSH")
+            tunnel.close()
+            out, err = proc.communicate(timeout=30)
+    finally:
+        agent.terminate()
+        agent.wait(5)
+    assert proc.returncode == 0, err
+    assert b"wardgate-test (ED25519)" in out
+    decided = of(events_of(gw, "fwd-ok"), Session.CommandDecided)
+    kinds = [(d.action, d.statement_kinds) for d in decided]
+    assert ("allow", ["agent_forward"]) in kinds and ("allow", ["port_forward"]) in kinds

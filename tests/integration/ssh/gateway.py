@@ -57,6 +57,14 @@ sessions = ["sftp"]
 name = "no-forwarding"
 action = "deny"
 protocol = "ssh"
+groups = ["agents"]
+sessions = ["port_forward", "agent_forward"]
+
+[[rule]]
+name = "forwarders"
+action = "allow"
+protocol = "ssh"
+groups = ["forwarders"]
 sessions = ["port_forward", "agent_forward"]
 
 [[rule]]
@@ -64,7 +72,7 @@ name = "tools"
 action = "allow"
 protocol = "ssh"
 programs = ["echo", "cat", "true", "false", "head", "printf", "exit", "id", "whoami",
-            "sleep", "wc", "ls", "sha256sum"]
+            "sleep", "wc", "ls", "sha256sum", "ssh-add"]
 """
 
 
