@@ -68,6 +68,8 @@ logger = logging.getLogger("wardgate.ssh")
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 DENIED_STATUS = 126
 """Exit status of a refused command (the shell's 'found but cannot run')."""
+MAX_REJECTIONS = 5
+"""Rejected tokens on one connection before it is closed (each is verified and recorded)."""
 FAILED_STATUS = 255
 """Exit status when the gateway or the target failed (what ssh itself uses)."""
 
@@ -228,7 +230,7 @@ class SSHSession:
                     )
                 ]
             )
-            return f"wardgate: token rejected: {exc.message}"
+            return self._rejected(f"wardgate: token rejected: {exc.message}")
         except Exception as exc:  # the IdP is down and keys are needed: fail closed
             self.rejections += 1
             logger.warning("cannot verify an SSH token now: %s", exc)
@@ -242,7 +244,7 @@ class SSHSession:
                     )
                 ]
             )
-            return "wardgate: cannot verify tokens right now; try again later"
+            return self._rejected("wardgate: cannot verify tokens right now; try again later")
         self.identity = identity
         await writer.write(
             [
@@ -260,6 +262,11 @@ class SSHSession:
         )
         self.proxy.nursery.start_soon(self._watch_expiry, identity.expires_at)
         return None
+
+    def _rejected(self, message: str) -> str:
+        if self.rejections >= MAX_REJECTIONS:
+            self._end("auth_failed", f"{self.rejections} rejected tokens", message)
+        return message
 
     # -- upstream -------------------------------------------------------------------------
 

@@ -717,3 +717,50 @@ def test_forwarding_allowed_by_policy_reaches_the_target(
     decided = of(events_of(gw, "fwd-ok"), Session.CommandDecided)
     kinds = [(d.action, d.statement_kinds) for d in decided]
     assert ("allow", ["agent_forward"]) in kinds and ("allow", ["port_forward"]) in kinds
+
+
+def test_a_client_trying_token_after_token_is_cut_off(gw: RunningGateway) -> None:
+    tries: list[int] = []
+
+    class Guesser(asyncssh.SSHClient):
+        def password_auth_requested(self) -> str:
+            tries.append(1)
+            return f"guess-{len(tries)}"
+
+    async def attempt() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            gw.ports["box"],
+            username="guesser",
+            client_factory=Guesser,
+            known_hosts=None,
+            client_keys=[],
+            agent_path=None,
+            config=[],
+            preferred_auth="password",
+        ):
+            pass
+
+    with pytest.raises((asyncssh.Error, OSError)):
+        asyncio.run(attempt())
+    assert len(tries) <= 6
+    deadline = time.monotonic() + 5
+    while True:
+        store = gw.store()
+        try:
+            every = [e for _, e in store.read(0, 1_000_000)]
+        finally:
+            store.close()
+        ids = {
+            e.originator_id
+            for e in every
+            if isinstance(e, Session.AuthenticationRejected) and e.client_user == "guesser"
+        }
+        [sid] = ids
+        mine = [e for e in every if e.originator_id == sid]
+        if of(mine, Session.Closed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(of(mine, Session.AuthenticationRejected)) == 5
+    [closed] = of(mine, Session.Closed)
+    assert closed.reason == "auth_failed"
