@@ -545,7 +545,7 @@ def _asyncssh_connect(gw: RunningGateway, token: str, **kw: Any) -> Any:
         gw.ports[kw.pop("target", "box")],
         username="agent",
         password=token,
-        known_hosts=None,
+        known_hosts=kw.pop("known_hosts", None),
         client_keys=[],
         agent_path=None,
         config=[],
@@ -764,3 +764,18 @@ def test_a_client_trying_token_after_token_is_cut_off(gw: RunningGateway) -> Non
     assert len(of(mine, Session.AuthenticationRejected)) == 5
     [closed] = of(mine, Session.Closed)
     assert closed.reason == "auth_failed"
+
+
+def test_the_gateway_host_key_is_kept_in_the_data_directory(gw: RunningGateway) -> None:
+    key_file = gw.data_dir / "ssh_host_ed25519_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    public = asyncssh.import_public_key(Path(f"{key_file}.pub").read_text())
+    assert public.get_algorithm() == "ssh-ed25519"
+
+    async def run() -> str:
+        async with _asyncssh_connect(
+            gw, gw.token("hostkey-ok"), known_hosts=([public], [], [])
+        ) as conn:
+            return str((await conn.run("echo trusted")).stdout)
+
+    assert asyncio.run(run()) == "trusted\n"  # the client verified the gateway's key
