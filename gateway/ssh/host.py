@@ -165,6 +165,8 @@ def load_host_key(path: Path) -> asyncssh.SSHKey:
         with os.fdopen(fd, "wb") as fh:
             fh.write(key.export_private_key())
         path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+    elif path.stat().st_mode & 0o077:
+        logger.warning("%s is readable by others: chmod 600 it (it proves the gateway)", path)
     return asyncssh.read_private_key(str(path))
 
 
