@@ -34,8 +34,9 @@ from gateway.mysql.proxy import MySQLProxy
 from gateway.policy import PolicyError
 from gateway.policy_admin import apply_policy
 from gateway.recovery import close_abandoned_sessions
+from gateway.ssh.proxy import serve_ssh
 from gateway.status import serve_status
-from gateway.targets import mysql_targets, parse_address
+from gateway.targets import mysql_targets, parse_address, ssh_targets
 from gateway.vault import Vault, VaultError
 from gateway.writer import EventWriter
 
@@ -128,6 +129,10 @@ class Gateway:
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
                     started.ports[target.name] = await nursery.start(proxy.serve)
+                ssh = ssh_targets(settings)
+                if ssh:  # one asyncssh host (trio-asyncio loop) serves every SSH target
+                    ports = await nursery.start(serve_ssh, ssh, ctx, settings.data_dir)
+                    started.ports.update(ports)
                 status_at = parse_address(
                     str(settings.section("gateway").get("status_listen", "127.0.0.1:0")),
                     what="[gateway] status_listen",
