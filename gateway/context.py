@@ -51,4 +51,3 @@ class GatewayContext:
     verifier: TokenVerifier
     vault: Vault
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
-    masking: object | None = None

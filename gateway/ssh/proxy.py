@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import trio
@@ -130,15 +129,9 @@ class SSHProxy:
             await self._listener.aclose()
 
     def profile(self, name: str | None) -> MaskingProfile:
-        """The named masking profile when the gateway knows it; never no masking."""
-        profiles = self.ctx.masking
-        if name and isinstance(profiles, Mapping):
-            found = profiles.get(name)
-            if isinstance(found, MaskingProfile):
-                return found
-        if name:
-            logger.debug("masking profile %r not known here; using the default profile", name)
-        return DEFAULT_PROFILE
+        """The profile the decision names, as the policy defines it. Streams are always
+        masked: a policy that turns masking off (``"none"``) still gets the default here."""
+        return self.ctx.guard.masking_profile(name) or DEFAULT_PROFILE
 
 
 class SSHSession:
