@@ -7,7 +7,9 @@ tests can build rows directly.
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from dataclasses import dataclass, field
 
 # ------------------------------------------------------------------------------ identity
@@ -19,6 +21,8 @@ class Operator:
 
     subject: str
     groups: frozenset[str] = frozenset()
+    expires_at: float | None = None
+    """When the operator's token expires: the console refuses actions after that."""
 
     @property
     def display(self) -> str:
@@ -223,3 +227,59 @@ def format_span(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def clock_time(at: float) -> str:
+    """``HH:MM:SS`` in UTC (the console shows UTC everywhere, like the log)."""
+    return time.strftime("%H:%M:%S", time.gmtime(at))
+
+
+def date_time(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
+
+def parse_time(text: str) -> float:
+    """``2026-09-21T10:00[:00]`` / ``2026-09-21 10:00`` / ``2026-09-21`` (UTC) in POSIX seconds."""
+    value = text.strip().replace("T", " ")
+    for layout in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return float(calendar.timegm(time.strptime(value, layout)))
+        except ValueError:
+            continue
+    raise ValueError(f"not a time: {text!r} (use 2026-09-21T10:00, UTC)")
+
+
+_FILTER_KEYS = ("identity", "target", "kind", "decision", "since", "until")
+
+
+def parse_audit_filter(text: str, *, now: float) -> AuditFilter:
+    """``identity:alice target:shop kind:Command decision:deny since:2h until:2026-09-21``.
+
+    A bare word filters by identity; ``since``/``until`` take a UTC time or a span back from
+    ``now`` (``since:2h``). Raises ValueError naming the bad token.
+    """
+    values: dict[str, str] = {}
+    for token in text.split():
+        key, sep, value = token.partition(":")
+        if not sep:
+            key, value = "identity", token
+        key = key.lower()
+        if key not in _FILTER_KEYS or not value:
+            raise ValueError(f"unknown filter {token!r}; use {', '.join(_FILTER_KEYS)}")
+        values[key] = value
+    bounds: dict[str, float] = {}
+    for key in ("since", "until"):
+        if key in values:
+            raw = values.pop(key)
+            try:
+                bounds[key] = now - parse_duration(raw)
+            except ValueError:
+                bounds[key] = parse_time(raw)
+    return AuditFilter(
+        identity=values.get("identity", ""),
+        target=values.get("target", ""),
+        kind=values.get("kind", ""),
+        decision=values.get("decision", ""),
+        since=bounds.get("since"),
+        until=bounds.get("until"),
+    )

@@ -9,4 +9,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.store",
     "gateway.commands.vault",
     "gateway.commands.identity",
+    "gateway.commands.tui",
 )

@@ -365,9 +365,17 @@ class ConsoleData:
         approval, ids = self._decide(approval_id, command)
         return ActionResult(message=f"denied {short_id(approval.id)}", notification_ids=ids)
 
+    def _check_token(self) -> None:
+        expires_at = self.operator.expires_at
+        if expires_at is not None and self.clock() >= expires_at:
+            raise ConsoleError(
+                "your operator token has expired: restart the console with a fresh token"
+            )
+
     def _decide(
         self, approval_id: str, command: Callable[[Approval], DomainEvent]
     ) -> tuple[Approval, tuple[int, ...]]:
+        self._check_token()
         aid = self._approval_uuid(approval_id)
         for _attempt in range(3):
             approval = self.store.load(Approval, aid)
@@ -392,6 +400,7 @@ class ConsoleData:
     def end_session(self, session_id: str, reason: str) -> ActionResult:
         """Ask the gateway to end a live session (a SessionControl.TerminationRequested)."""
         me = self.operator
+        self._check_token()
         if not self.may_end_sessions:
             groups = ", ".join(sorted(self.kill_groups)) or "none configured"
             raise ConsoleError(f"{me.subject} is not in a group that may end sessions ({groups})")
