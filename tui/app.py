@@ -111,7 +111,7 @@ class ConsoleApp(App[None]):
                 timeout=10,
             )
         if isinstance(self.screen, ConsoleScreen):
-            self.screen.show(snap)
+            self.screen.deliver(snap)
 
     def on_store_problem(self, message: StoreProblem) -> None:
         self.notify(message.text, title="event store", severity="error", timeout=5)

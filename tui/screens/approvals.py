@@ -68,6 +68,7 @@ class ApprovalsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#pending", LiveTable).focus()
+        self.call_after_refresh(self.show_latest)
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
         self.query_one("#pending-title", Label).update(

@@ -67,7 +67,7 @@ class AuditScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#audit", LiveTable).focus()
-        self.load(None)
+        self.call_after_refresh(self.show_latest)
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
         # New events appear on their own only on the first page; older pages stay put.

@@ -30,9 +30,17 @@ class ConsoleScreen(Screen[None]):
     def show(self, snapshot: ConsoleSnapshot) -> None:
         raise NotImplementedError
 
-    def on_screen_resume(self) -> None:
+    def deliver(self, snapshot: ConsoleSnapshot) -> None:
+        """Show ``snapshot`` once the screen's widgets exist (snapshots may arrive earlier)."""
+        if self.is_mounted:
+            self.show(snapshot)
+
+    def show_latest(self) -> None:
         if self.console.snapshot is not None:
-            self.show(self.console.snapshot)
+            self.deliver(self.console.snapshot)
+
+    def on_screen_resume(self) -> None:
+        self.show_latest()
 
     @work(thread=True, group="action", exit_on_error=False)
     def perform(self, action: Callable[[], ActionResult]) -> None:

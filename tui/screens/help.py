@@ -31,7 +31,7 @@ HELP = """\
 
 [b]Audit log[/b]
   /  filter: identity:alice target:shop kind:Command decision:deny since:2h until:2026-09-21
-  ]  older page   [  newer page   r  latest   enter  the event in full
+  ]  older page   \\[  newer page   r  latest   enter  the event in full
 
 [b]Policy[/b]
   enter / d  the diff of the selected version    c  the current source

@@ -43,6 +43,7 @@ class PolicyScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#policy-history", LiveTable).focus()
+        self.call_after_refresh(self.show_latest)
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
         p = snapshot.policy

@@ -51,6 +51,7 @@ class SessionDetailScreen(ConsoleScreen):
         self.query_one("#session-output", Log).display = False
         self.query_one("#session-events", LiveTable).focus()
         self.start_watching()
+        self.call_after_refresh(self.show_latest)
 
     def on_unmount(self) -> None:
         self.data.watch(None)
@@ -63,8 +64,10 @@ class SessionDetailScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "end_session":
+            if not self.data.may_end_sessions:
+                return None  # hidden: this operator is in no kill group
             session = self.tail.session if self.tail else None
-            return self.data.may_end_sessions and session is not None and session.live
+            return session is not None and session.live  # dimmed once the session ended
         return True
 
     def show(self, snapshot: ConsoleSnapshot) -> None:

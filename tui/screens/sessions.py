@@ -80,6 +80,7 @@ class SessionsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#live-sessions", LiveTable).focus()
+        self.call_after_refresh(self.show_latest)
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
         text = self.query_one("#session-filter", Input).value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.widgets import Static
 
 from tui.rows import SessionRow, date_time, format_span
@@ -13,8 +14,8 @@ class SessionSummary(Static):
             self.update("This session is not in the console's view (too old, or not yet seen).")
             return
         lines = [
-            f"[b]{session.subject or '-'}[/b] on [b]{session.target}[/b] ({session.protocol}) "
-            f"from {session.peer} via node {session.node}",
+            f"[b]{escape(session.subject or '-')}[/b] on [b]{escape(session.target)}[/b] "
+            f"({session.protocol}) from {escape(session.peer)} via node {escape(session.node)}",
             f"started {date_time(session.started_at)} UTC, "
             + (
                 f"live for {format_span(now - session.started_at)}"
@@ -25,7 +26,7 @@ class SessionSummary(Static):
             f"{session.masked} values masked, {session.pending_approvals} pending approvals",
         ]
         if session.termination_requested_by:
-            lines.append(f"[b]end requested by {session.termination_requested_by}[/b]")
+            lines.append(f"[b]end requested by {escape(session.termination_requested_by)}[/b]")
         elif session.live and may_end:
             lines.append("press [b]k[/b] to end this session")
         self.update("\n".join(lines))
