@@ -32,8 +32,20 @@ class EventDetailScreen(ModalScreen[None]):
                 f"[b]aggregate[/b]  {r.originator_id} v{r.version}",
                 f"[b]actor[/b]      {escape(r.actor)}",
             ]
-            lines += [f"[b]{escape(k)}[/b]  {escape(v)}" for k, v in r.fields if k != "actor"]
+            lines += [
+                f"[b]{escape(k)}[/b]  {escape(_value(k, v))}" for k, v in r.fields if k != "actor"
+            ]
             yield Static("\n".join(lines), id="event-fields")
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def _value(name: str, text: str) -> str:
+    """Times as UTC dates next to their stored value; everything else exactly as stored."""
+    if name in ("at", "expires_at"):
+        try:
+            return f"{date_time(float(text))} UTC ({text})"
+        except ValueError:
+            return text
+    return text

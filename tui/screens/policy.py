@@ -20,7 +20,7 @@ HISTORY_COLUMNS = ("version", "applied (UTC)", "author", "changes")
 
 
 def history_row(v: PolicyVersion) -> Row:
-    return (str(v.version), (f"v{v.version}", date_time(v.at), v.author, v.diff_summary[:60]))
+    return (str(v.version), (f"v{v.version}", date_time(v.at), v.author, v.diff_summary[:40]))
 
 
 class PolicyScreen(ConsoleScreen):

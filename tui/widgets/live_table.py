@@ -35,8 +35,11 @@ class LiveTable(DataTable[Cell]):
         return self._keys[self.cursor_row]
 
     def sync(self, rows: Sequence[Row]) -> None:
+        # Cells are data (SQL text, subjects from tokens), never markup: "[x]" stays "[x]".
+        rows = [(key, tuple(_plain(c) for c in cells)) for key, cells in rows]
         keys = [key for key, _ in rows]
         if keys == self._keys:
+            changed = False
             for key, cells in rows:
                 old = self._cells[key]
                 if cells == old:
@@ -45,6 +48,9 @@ class LiveTable(DataTable[Cell]):
                     if before != after:
                         self.update_cell(key, name, after, update_width=True)
                 self._cells[key] = cells
+                changed = True
+            if changed:
+                self._wake()
             return
         if self._keys and keys[: len(self._keys)] == self._keys:
             # Only new rows at the end (a tail growing): add them, keep everything else.
@@ -52,6 +58,7 @@ class LiveTable(DataTable[Cell]):
                 self.add_row(*cells, key=key)
                 self._cells[key] = cells
             self._keys = keys
+            self._wake()
             return
         selected = self.selected_key
         self.clear()
@@ -61,3 +68,20 @@ class LiveTable(DataTable[Cell]):
         self._cells = dict(rows)
         if selected in self._cells:
             self.move_cursor(row=keys.index(selected), animate=False)
+        self._wake()
+
+    def _wake(self) -> None:
+        # DataTable measures new rows lazily (on Idle) and, in Textual 8.2, a table that is
+        # not focused can keep painting header-wide columns from its caches afterwards.
+        # Once the measuring is done, drop the caches so the next paint uses the widths.
+        self.call_after_refresh(self._settle)
+
+    def _settle(self) -> None:
+        if self._require_update_dimensions or self._updated_cells:
+            self.call_after_refresh(self._settle)
+            return
+        self._clear_caches()
+
+
+def _plain(cell: Cell) -> Text:
+    return Text(cell) if isinstance(cell, str) else cell
