@@ -140,12 +140,12 @@ approvers = ["dba"]
 )
 
 
-def policy_events() -> list[DomainEvent]:
+def policy_events(now: float = T0) -> list[DomainEvent]:
     return [
         Policy.Applied(
             originator_id=POLICY_ID,
             originator_version=1,
-            at=T0 - 86400,
+            at=now - 86400,
             actor="carol",
             source=POLICY_V1,
             document={"rules": ["reads"]},
@@ -155,7 +155,7 @@ def policy_events() -> list[DomainEvent]:
         Policy.Applied(
             originator_id=POLICY_ID,
             originator_version=2,
-            at=T0 - 3600,
+            at=now - 3600,
             actor="dave",
             source=POLICY_V2,
             document={"rules": ["reads", "writes-need-review"]},
@@ -165,19 +165,19 @@ def policy_events() -> list[DomainEvent]:
     ]
 
 
-def seed(store: EventStore) -> None:
+def seed(store: EventStore, now: float = T0) -> None:
     """Two live sessions (one with a held UPDATE), one SSH session, one closed session."""
-    events: list[DomainEvent] = policy_events()
-    events += open_session("agent-1", subject="ci-bot", target="shop", at=T0 - 300)
+    events: list[DomainEvent] = policy_events(now)
+    events += open_session("agent-1", subject="ci-bot", target="shop", at=now - 300)
     events += command(
-        "agent-1", 3, 1, "SELECT id, email FROM customers", at=T0 - 290, subject="ci-bot"
+        "agent-1", 3, 1, "SELECT id, email FROM customers", at=now - 290, subject="ci-bot"
     )
     events += command(
         "agent-1",
         7,
         2,
         "UPDATE orders SET state = 'void' WHERE id = 7",
-        at=T0 - 60,
+        at=now - 60,
         subject="ci-bot",
         action="review",
     )
@@ -187,35 +187,35 @@ def seed(store: EventStore) -> None:
             2,
             subject="ci-bot",
             target="shop",
-            at=T0 - 60,
+            at=now - 60,
             text="UPDATE orders SET state = 'void' WHERE id = 7",
         )
     )
-    events += open_session("agent-2", subject="report-bot", target="billing", at=T0 - 1200)
+    events += open_session("agent-2", subject="report-bot", target="billing", at=now - 1200)
     events += command(
-        "agent-2", 3, 1, "SELECT SUM(total) FROM invoices", at=T0 - 1100, subject="report-bot"
+        "agent-2", 3, 1, "SELECT SUM(total) FROM invoices", at=now - 1100, subject="report-bot"
     )
     events += open_session(
-        "shell-1", subject="ops-agent", target="web-1", protocol="ssh", at=T0 - 90
+        "shell-1", subject="ops-agent", target="web-1", protocol="ssh", at=now - 90
     )
     s = sid("shell-1")
     events.append(
         Session.OutputRecorded(
             originator_id=s,
             originator_version=3,
-            at=T0 - 80,
+            at=now - 80,
             actor="ops-agent",
             stream="stdout",
             offset_ms=10_000,
             data="$ uptime\r\n 12:00 up 3 days, load 0.10\r\n",
         )
     )
-    events += open_session("old-1", subject="ci-bot", target="shop", at=T0 - 7200)
+    events += open_session("old-1", subject="ci-bot", target="shop", at=now - 7200)
     events.append(
         Session.Closed(
             originator_id=sid("old-1"),
             originator_version=3,
-            at=T0 - 7000,
+            at=now - 7000,
             actor="gateway:n1",
             reason="client_quit",
         )

@@ -80,7 +80,13 @@ class LiveTable(DataTable[Cell]):
         if self._require_update_dimensions or self._updated_cells:
             self.call_after_refresh(self._settle)
             return
+        self.call_later(self._repaint)
+
+    def _repaint(self) -> None:
+        # A plain refresh is not enough on a real terminal (seen under tmux): only a layout
+        # refresh makes the compositor paint the re-measured columns.
         self._clear_caches()
+        self.refresh(layout=True)
 
 
 def _plain(cell: Cell) -> Text:
