@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Open the operator console. The operator token (--token or $WARDGATE_TOKEN) is "
             "verified against [identity]; its subject and groups decide what you may approve. "
-            "Ending sessions needs a group listed in [console] kill_groups."
+            "Ending sessions needs a group listed in [console] kill_groups. At start the "
+            "console folds the last [console] fold_hours (default 24) of the log."
         ),
     )
     parser.add_argument(
@@ -52,6 +53,24 @@ def kill_groups(console: Mapping[str, Any]) -> frozenset[str]:
     raise UserError("[console] kill_groups must be a list of group names")
 
 
+def fold_horizon(console: Mapping[str, Any]) -> float | None:
+    """``[console] fold_hours``: how much recent log the console folds at start (default 24).
+
+    It must exceed the longest token lifetime (a session ends when its token does) and the
+    longest approval expiry; ``"all"`` folds the whole log.
+    """
+    value = console.get("fold_hours", 24)
+    if value == "all":
+        return None
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        raise UserError('[console] fold_hours must be a number of hours or "all"') from None
+    if hours <= 0:
+        raise UserError('[console] fold_hours must be positive (or "all")')
+    return hours * 3600.0
+
+
 def run_tui(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     token = args.token or os.environ.get("WARDGATE_TOKEN")
@@ -67,6 +86,7 @@ def run_tui(args: argparse.Namespace) -> int:
     except IdentityProviderUnavailable as exc:
         raise UserError(f"identity provider unavailable: {exc}") from None
     groups = kill_groups(settings.section("console"))
+    horizon = fold_horizon(settings.section("console"))
 
     from tui.app import ConsoleApp  # noqa: PLC0415 (lazy: only this command needs Textual)
     from tui.data import ConsoleData  # noqa: PLC0415
@@ -79,7 +99,7 @@ def run_tui(args: argparse.Namespace) -> int:
     operator = Operator(
         subject=identity.subject, groups=identity.groups, expires_at=identity.expires_at
     )
-    data = ConsoleData(store, operator, kill_groups=groups)
+    data = ConsoleData(store, operator, kill_groups=groups, fold_horizon=horizon)
     try:
         ConsoleApp(data).run()
     finally:

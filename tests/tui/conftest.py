@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 
 from events.store import EventStore
@@ -44,12 +46,19 @@ def make_app(store: EventStore, operator: Operator = ALICE, *, now: float = T0) 
     return ConsoleApp(data, min_interval=0.05)
 
 
-async def until(pilot: Pilot[None], check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    """Let the app run until ``check()`` holds (or fail after ``timeout`` seconds)."""
-    steps = int(timeout / 0.02)
-    for _ in range(steps):
-        if check():
-            return
+async def until(pilot: Pilot[None], check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Let the app run until ``check()`` holds (or fail after ``timeout`` seconds).
+
+    The timeout is generous because the test machine is shared; a passing check returns at
+    once. A widget not mounted yet (a screen still composing) counts as "not yet".
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except NoMatches:
+            pass
         await pilot.pause(0.02)
     raise AssertionError(f"condition not met within {timeout}s")
 

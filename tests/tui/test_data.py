@@ -16,7 +16,7 @@ from events.store import EventStore
 from tui.data import ConsoleData, ConsoleError
 from tui.rows import AuditFilter, ConsoleSnapshot, Operator
 
-from .fixtures import T0, command, request, seed, sid, store_at
+from .fixtures import T0, command, open_session, policy_events, request, seed, sid, store_at
 
 DBA = Operator(subject="alice", groups=frozenset({"dba", "oncall"}))
 DBA2 = Operator(subject="bob", groups=frozenset({"dba"}))
@@ -292,3 +292,29 @@ def test_closed_session_event_is_folded(store: EventStore) -> None:
     snap = console(store).snapshot()
     assert "report-bot" not in [s.subject for s in snap.live_sessions]
     assert snap.recent_sessions[0].state == "killed"
+
+
+def test_start_folds_only_the_horizon_but_all_of_the_policy(tmp_path: Path) -> None:
+    store = store_at(tmp_path)
+    old = sid("old-1")
+    store.append(
+        [
+            *policy_events(),
+            *open_session("old-1", subject="ci-bot", target="shop", at=T0 - 7200),
+            Session.Closed(
+                originator_id=old, originator_version=3, at=T0 - 7000, actor="n1", reason="error"
+            ),
+            *open_session("new-1", subject="report-bot", target="billing", at=T0 - 100),
+        ]
+    )
+    data = ConsoleData(store, DBA, clock=lambda: T0, fold_horizon=3000)
+    data.refresh()
+    snap = data.snapshot()
+    assert [s.subject for s in snap.live_sessions] == ["report-bot"]
+    assert snap.recent_sessions == ()  # old-1 ended two hours ago: only in the audit log
+    assert [v.version for v in snap.policy.history] == [2, 1]
+    everything = ConsoleData(store, DBA, clock=lambda: T0, fold_horizon=None)
+    everything.refresh()
+    assert [s.state for s in everything.snapshot().recent_sessions] == ["error"]
+    assert everything.snapshot().policy.history == snap.policy.history
+    store.close()

@@ -59,7 +59,7 @@ async def test_sessions_list_filter_and_detail_with_end_session(seeded: EventSto
             "CommandReceived",
         ]
         await pilot.press("k")
-        assert isinstance(app.screen, ReasonPrompt)
+        await until(pilot, lambda: isinstance(app.screen, ReasonPrompt))
         await pilot.press("enter")  # an empty reason is refused in place
         assert isinstance(app.screen, ReasonPrompt)
         app.screen.query_one("#reason", Input).value = "runaway report"
@@ -75,7 +75,7 @@ async def test_sessions_list_filter_and_detail_with_end_session(seeded: EventSto
         assert isinstance(event, SessionControl.TerminationRequested)
         assert (event.actor, event.reason) == ("alice", "runaway report")
         await pilot.press("escape")
-        assert isinstance(app.screen, SessionsScreen)
+        await until(pilot, lambda: isinstance(app.screen, SessionsScreen))
 
 
 async def test_end_session_is_not_offered_outside_the_kill_groups(seeded: EventStore) -> None:
@@ -127,16 +127,16 @@ async def test_approve_deny_and_window_approval_are_stored(seeded: EventStore) -
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("a")
-        assert isinstance(app.screen, ApprovalsScreen)
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen))
         assert column(app, "#pending", 1) == ["ci-bot"]
         assert column(app, "#pending", 7) == ["may decide"]
         # Another process asks for two more approvals: they appear and are announced.
         subprocess.run([sys.executable, "-c", writer, seeded.settings.url], check=True, timeout=60)
-        await until(pilot, lambda: table(app, "#pending").row_count == 3, timeout=3)
+        await until(pilot, lambda: table(app, "#pending").row_count == 3)
         assert len(bells) == 2
         # y: approve the first (ci-bot's UPDATE) with an optional reason
         await pilot.press("y")
-        assert isinstance(app.screen, ReasonPrompt)
+        await until(pilot, lambda: isinstance(app.screen, ReasonPrompt))
         await pilot.press(*"ok", "enter")
         await until(pilot, lambda: table(app, "#pending").row_count == 2)
         approved = seeded.events_of(APPROVAL)[-1]
@@ -144,8 +144,9 @@ async def test_approve_deny_and_window_approval_are_stored(seeded: EventStore) -
         assert (approved.actor, approved.reason, approved.window_seconds) == ("alice", "ok", None)
         # n: deny report-bot's DELETE; a reason is required
         await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ReasonPrompt))
         await pilot.press("enter")
-        assert isinstance(app.screen, ReasonPrompt)
+        assert isinstance(app.screen, ReasonPrompt)  # an empty reason is refused in place
         app.screen.query_one("#reason", Input).value = "too broad"
         await pilot.press("enter")
         await until(pilot, lambda: table(app, "#pending").row_count == 1)
@@ -154,7 +155,7 @@ async def test_approve_deny_and_window_approval_are_stored(seeded: EventStore) -
         assert (denied.actor, denied.reason) == ("alice", "too broad")
         # w: approve the restart for a window of 30 minutes (the default offered)
         await pilot.press("w")
-        assert app.screen.query_one("#window", Input).value == "30m"
+        await until(pilot, lambda: app.screen.query_one("#window", Input).value == "30m")
         await pilot.press("enter")
         await until(pilot, lambda: table(app, "#pending").row_count == 0)
         window = seeded.events_of(sid("shell-1-approval-3"))[-1]
@@ -191,7 +192,7 @@ async def test_audit_filters_pages_and_shows_an_event_in_full(seeded: EventStore
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("l")
-        assert isinstance(app.screen, AuditScreen)
+        await until(pilot, lambda: isinstance(app.screen, AuditScreen))
         total = seeded.max_id()
         await until(pilot, lambda: table(app, "#audit").row_count == total)
         assert column(app, "#audit", 0)[0] == str(total)
@@ -201,7 +202,7 @@ async def test_audit_filters_pages_and_shows_an_event_in_full(seeded: EventStore
         await until(pilot, lambda: table(app, "#audit").row_count == 2)
         assert set(column(app, "#audit", 2)) == {"CommandDecided", "Requested"}
         await pilot.press("enter")
-        assert isinstance(app.screen, EventDetailScreen)
+        await until(pilot, lambda: isinstance(app.screen, EventDetailScreen))
         fields = str(app.screen.query_one("#event-fields").render())
         assert "writes-need-review" in fields
         await pilot.press("escape")
@@ -240,7 +241,7 @@ async def test_policy_source_history_and_diff(seeded: EventStore) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("p")
-        assert isinstance(app.screen, PolicyScreen)
+        await until(pilot, lambda: isinstance(app.screen, PolicyScreen))
         await until(pilot, lambda: table(app, "#policy-history").row_count == 2)
         assert column(app, "#policy-history", 2) == ["dave", "carol"]
         title = app.screen.query_one("#policy-title").render()
@@ -259,7 +260,7 @@ async def test_help_and_command_palette_reach_every_screen(seeded: EventStore) -
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
         for title, screen in (
             ("Approvals", ApprovalsScreen),

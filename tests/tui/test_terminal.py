@@ -15,7 +15,7 @@ import pytest
 from events.domain import Approval
 from events.store import EventStore
 from gateway.cli import main
-from gateway.commands.tui import kill_groups
+from gateway.commands.tui import fold_horizon, kill_groups
 from gateway.devidp import DevIdP
 from gateway.errors import UserError
 
@@ -135,6 +135,15 @@ def test_the_console_refuses_a_missing_or_bad_token(
     elsewhere = idp.issue_token("alice", ["dba"], ttl=600, audience="another-service")
     code = main(["tui", "--config", str(config), "--token", elsewhere])
     assert code != 0 and "operator token rejected (wrong_audience)" in capsys.readouterr().err
+
+
+def test_fold_hours_setting() -> None:
+    assert fold_horizon({}) == 86400.0
+    assert fold_horizon({"fold_hours": "12"}) == 43200.0  # from WARDGATE_CONSOLE_FOLD_HOURS
+    assert fold_horizon({"fold_hours": "all"}) is None
+    for bad in (0, -1, "soon"):
+        with pytest.raises(UserError):
+            fold_horizon({"fold_hours": bad})
 
 
 def test_kill_groups_setting() -> None:

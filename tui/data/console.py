@@ -39,10 +39,11 @@ from events.domain import (
     short_id,
 )
 from events.follow import change_waiter
-from events.projections import ApprovalsView, PolicyView, Projection, SessionsView, catch_up
+from events.projections import ApprovalsView, Projection, SessionsView, catch_up
 from events.store import ConcurrencyConflict, EventStore, StoreError, StoreSettings
 from tui.data.views import (
     PendingApprovals,
+    PolicyHistory,
     SessionTailView,
     event_row,
     session_row,
@@ -82,6 +83,7 @@ class ConsoleData:
         recent_limit: int = 200,
         decided_limit: int = 100,
         keep_closed: int = 10_000,
+        fold_horizon: float | None = 86_400.0,
     ) -> None:
         self.owns_store = isinstance(store, StoreSettings)
         self.store = EventStore(store) if isinstance(store, StoreSettings) else store
@@ -95,12 +97,15 @@ class ConsoleData:
         )
         self.sessions = SessionsView(keep_closed=keep_closed)
         self.approvals = ApprovalsView(keep_decided=decided_limit)
-        self.policy = PolicyView()
+        self.policy = PolicyHistory()
+        self.fold_horizon = fold_horizon
         self.pending = PendingApprovals()
         self._tail: SessionTailView | None = None
         self._lock = threading.RLock()
         self._announced_upto = 0
         self._started = False
+        self.folded = 0
+        """Events read from the log since the console started (for the status and bench)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -119,12 +124,40 @@ class ConsoleData:
     def refresh(self) -> int:
         """Fold every event stored since the last refresh; returns how many were read."""
         with self._lock:
+            if not self._started and self.fold_horizon is not None:
+                self._skip_to(self.clock() - self.fold_horizon)
             count = catch_up(self.store, self._views())
+            self.folded += count
             if not self._started:
                 # What was pending when the console opened is not news: ring only for later.
                 self._announced_upto = self.pending.requested_count
                 self._started = True
             return count
+
+    def _skip_to(self, since: float) -> None:
+        """Start folding at the first event at or after ``since`` (the policy: all of it).
+
+        Why this is safe for the live views: a session cannot outlive its token (the gateway
+        closes it at expiry) and a pending approval its ``expires_at``; with a horizon longer
+        than both, every live session and pending approval starts inside it. Older history
+        is in the audit screen, which reads the log itself. Event times follow notification
+        order closely enough (one clock per node) for a binary search to find the start.
+        """
+        for event in self.store.events_of(POLICY_ID):
+            if isinstance(event, Policy.Applied):
+                self.policy.on_Policy_Applied(event)
+        low, high = 1, self.store.max_id()
+        if high == 0:
+            return
+        while low < high:
+            middle = (low + high) // 2
+            page = self.store.read(middle - 1, 1)
+            if page and page[0][1].at < since:
+                low = page[0][0] + 1
+            else:
+                high = middle
+        for view in (self.sessions, self.approvals, self.policy, self.pending):
+            view.position = low - 1
 
     def follow(
         self,

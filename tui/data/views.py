@@ -25,6 +25,7 @@ from events.domain import (
 from events.projections import (
     ApprovalRecord,
     ApprovalsView,
+    PolicyView,
     Projection,
     SessionRecord,
     SessionsView,
@@ -125,6 +126,19 @@ class PendingApprovals(Projection):
             decided_by=a.decided_by,
             reason=a.reason,
         )
+
+
+class PolicyHistory(PolicyView):
+    """The policy view, loadable from the policy stream itself before folding the log.
+
+    The console may fold only the recent log (see ``ConsoleData.fold_horizon``); the policy
+    and its whole history come from their own, short stream, and the changes the log then
+    delivers again are skipped by version.
+    """
+
+    def on_Policy_Applied(self, e: Policy.Applied) -> None:
+        if e.originator_version > self.version:
+            super().on_Policy_Applied(e)
 
 
 class SessionTailView(Projection):

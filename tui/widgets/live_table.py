@@ -22,7 +22,8 @@ class LiveTable(DataTable[Cell]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._column_names = tuple(columns)
         self._keys: list[str] = []
-        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._cells: dict[str, tuple[Text, ...]] = {}
+        self._widths = [len(name) for name in self._column_names]
 
     def on_mount(self) -> None:
         for name in self._column_names:
@@ -34,31 +35,35 @@ class LiveTable(DataTable[Cell]):
             return None
         return self._keys[self.cursor_row]
 
-    def sync(self, rows: Sequence[Row]) -> None:
+    def sync(self, given: Sequence[Row]) -> None:
         # Cells are data (SQL text, subjects from tokens), never markup: "[x]" stays "[x]".
-        rows = [(key, tuple(_plain(c) for c in cells)) for key, cells in rows]
+        rows = [(key, tuple(_plain(c) for c in cells)) for key, cells in given]
         keys = [key for key, _ in rows]
         if keys == self._keys:
-            changed = False
+            widened = False
             for key, cells in rows:
                 old = self._cells[key]
                 if cells == old:
                     continue
-                for name, before, after in zip(self._column_names, old, cells, strict=True):
+                for i, (name, before, after) in enumerate(
+                    zip(self._column_names, old, cells, strict=True)
+                ):
                     if before != after:
-                        self.update_cell(key, name, after, update_width=True)
+                        wider = _width(after) > self._widths[i]
+                        self.update_cell(key, name, after, update_width=wider)
+                        widened |= wider
                 self._cells[key] = cells
-                changed = True
-            if changed:
-                self._wake()
+            if widened:
+                self._measure(rows)
             return
         if self._keys and keys[: len(self._keys)] == self._keys:
             # Only new rows at the end (a tail growing): add them, keep everything else.
-            for key, cells in rows[len(self._keys) :]:
+            added = rows[len(self._keys) :]
+            for key, cells in added:
                 self.add_row(*cells, key=key)
                 self._cells[key] = cells
             self._keys = keys
-            self._wake()
+            self._measure(added, grow_only=True)
             return
         selected = self.selected_key
         self.clear()
@@ -68,7 +73,19 @@ class LiveTable(DataTable[Cell]):
         self._cells = dict(rows)
         if selected in self._cells:
             self.move_cursor(row=keys.index(selected), animate=False)
-        self._wake()
+        self._measure(rows)
+
+    def _measure(
+        self, rows: Sequence[tuple[str, tuple[Text, ...]]], *, grow_only: bool = False
+    ) -> None:
+        """Track column widths; repaint only when they change (re-layout is not free)."""
+        widths = list(self._widths) if grow_only else [len(n) for n in self._column_names]
+        for _, cells in rows:
+            for i, cell in enumerate(cells):
+                widths[i] = max(widths[i], _width(cell))
+        if widths != self._widths:
+            self._widths = widths
+            self._wake()
 
     def _wake(self) -> None:
         # DataTable measures new rows lazily (on Idle) and, in Textual 8.2, a table that is
@@ -87,6 +104,10 @@ class LiveTable(DataTable[Cell]):
         # refresh makes the compositor paint the re-measured columns.
         self._clear_caches()
         self.refresh(layout=True)
+
+
+def _width(cell: Text) -> int:
+    return cell.cell_len
 
 
 def _plain(cell: Cell) -> Text:
