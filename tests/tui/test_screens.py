@@ -274,3 +274,38 @@ async def test_help_and_command_palette_reach_every_screen(seeded: EventStore) -
             await pilot.pause(0.3)
             await pilot.press("enter")
             await until(pilot, lambda s=screen: isinstance(app.screen, s))
+
+
+OTHER_CONSOLE = textwrap.dedent(
+    """
+    import sys
+    from events.store import StoreSettings
+    from tests.tui.fixtures import T0
+    from tui.data import ConsoleData
+    from tui.rows import Operator
+    data = ConsoleData(StoreSettings(url=sys.argv[1]), Operator(subject="bob", groups=frozenset({"dba"})),
+                       clock=lambda: T0)
+    data.refresh()
+    print(data.approve(sys.argv[2], "from the other console").message)
+    data.close()
+    """
+)
+
+
+async def test_a_decision_in_another_console_process_shows_up_here(seeded: EventStore) -> None:
+    app = make_app(seeded)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("a")
+        await until(pilot, lambda: table(app, "#pending").row_count == 1)
+        out = subprocess.run(
+            [sys.executable, "-c", OTHER_CONSOLE, seeded.settings.url, str(APPROVAL)],
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
+        assert out.stdout.startswith("approved ")
+        await until(pilot, lambda: table(app, "#pending").row_count == 0)
+        await until(pilot, lambda: column(app, "#decided", 5) == ["bob"])
+        assert column(app, "#decided", 6) == ["from the other console"]
