@@ -26,6 +26,7 @@ import contextlib
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 from events.domain import (
@@ -41,11 +42,11 @@ from events.domain import (
 from events.follow import change_waiter
 from events.projections import ApprovalsView, Projection, SessionsView, catch_up
 from events.store import ConcurrencyConflict, EventStore, StoreError, StoreSettings
+from tui.data import history
 from tui.data.views import (
     PendingApprovals,
     PolicyHistory,
     SessionTailView,
-    event_row,
     session_row,
     summarize_diff,
 )
@@ -55,7 +56,6 @@ from tui.rows import (
     AuditFilter,
     AuditPage,
     ConsoleSnapshot,
-    EventRow,
     Operator,
     PolicyState,
     PolicyVersion,
@@ -301,7 +301,10 @@ class ConsoleData:
             for event in self.store.events_of(sid):
                 tail.add(0, event, self.sessions)
             self._tail = tail
-            return tail.snapshot(self.sessions, {})
+            pending = Counter(
+                a.request.session_id for a in self.pending.approvals.values() if a.request
+            )
+            return tail.snapshot(self.sessions, pending)
 
     # -- history --------------------------------------------------------------------------
 
@@ -314,52 +317,24 @@ class ConsoleData:
         scan_budget: int = 50_000,
         chunk: int = 1000,
     ) -> AuditPage:
-        """Up to ``limit`` matching events below notification id ``before``, newest first.
-
-        Pages walk the log backwards by notification id, at most ``scan_budget`` events per
-        call, so a filter that matches rarely still answers quickly (the page is then short
-        and ``next_before`` says where to continue).
-        """
-        wanted = filter or AuditFilter()
-        top = self.store.max_id() + 1 if before is None else before
-        cursor, scanned = top, 0
-        rows: list[EventRow] = []
-        while cursor > 1 and len(rows) < limit and scanned < scan_budget:
-            after = max(0, cursor - 1 - chunk)
-            page = [(n, e) for n, e in self.store.read(after, cursor - 1 - after) if n < cursor]
-            scanned += len(page)
-            next_cursor = after + 1
-            for nid, event in reversed(page):
-                row = event_row(nid, event, self.sessions, self.approvals)
-                if wanted.accepts(row):
-                    rows.append(row)
-                    if len(rows) == limit:
-                        next_cursor = nid
-                        break
-            cursor = next_cursor
-        return AuditPage(
-            rows=tuple(rows), before=top, next_before=cursor if cursor > 1 else 0, scanned=scanned
+        """Up to ``limit`` matching events below notification id ``before``, newest first."""
+        return history.audit_page(
+            self.store,
+            self.sessions,
+            self.approvals,
+            before=before,
+            wanted=filter or AuditFilter(),
+            limit=limit,
+            scan_budget=scan_budget,
+            chunk=chunk,
         )
 
     def policy_source_diff(self, version: int) -> str:
         """The unified diff of the policy source from ``version - 1`` to ``version``."""
-        import difflib  # noqa: PLC0415  (only this screen needs it)
-
-        sources: dict[int, tuple[str, str]] = {}
-        for event in self.store.events_of(POLICY_ID):
-            if isinstance(event, Policy.Applied):
-                sources[event.originator_version] = (event.source, event.actor)
-        if version not in sources:
+        diff = history.policy_source_diff(self.store, version)
+        if diff is None:
             raise ConsoleError(f"there is no policy version {version}")
-        old = sources.get(version - 1, ("", ""))[0]
-        new, author = sources[version]
-        lines = difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=f"v{version - 1}" if version > 1 else "(none)",
-            tofile=f"v{version} by {author}",
-        )
-        return "".join(lines) or "(source unchanged)\n"
+        return diff
 
     # -- operator actions -----------------------------------------------------------------
 
