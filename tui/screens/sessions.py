@@ -72,7 +72,9 @@ class SessionsScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(placeholder="filter: identity, target, protocol, id...", id="session-filter")
-        yield Label("Live sessions", id="live-title", classes="section-title")
+        yield Label(
+            "Live sessions (reading the event log...)", id="live-title", classes="section-title"
+        )
         yield LiveTable(LIVE_COLUMNS, id="live-sessions")
         yield Label("Recent history", classes="section-title")
         yield LiveTable(RECENT_COLUMNS, id="recent-sessions")
