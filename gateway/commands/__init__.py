@@ -15,4 +15,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.demo",
     "gateway.commands.status",
     "gateway.commands.export",
+    "gateway.commands.tui",
 )
