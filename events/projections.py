@@ -17,7 +17,7 @@ current policy is, and who ran what where with which decision.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -96,15 +96,20 @@ def catch_up(source: EventSource, projections: Sequence[Projection], *, batch: i
         after = page[-1][0]
 
 
-def _evict(items: OrderedDict[str, Any], cap: int, keep: Any) -> None:
-    """Drop the oldest items that ``keep`` does not protect until at most ``cap`` remain."""
-    if len(items) <= cap:
-        return
-    for key in list(items):
-        if len(items) <= cap:
-            return
-        if not keep(items[key]):
-            del items[key]
+class _Finished:
+    """Ids of finished items in the order they finished; past ``cap``, the oldest go.
+
+    Live items are never evicted, and eviction costs O(1) per finished item (a scan over
+    all items on every new one made catch-up quadratic)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.order: deque[str] = deque()
+
+    def add(self, key: str, items: dict[str, Any]) -> None:
+        self.order.append(key)
+        while len(self.order) > self.cap:
+            items.pop(self.order.popleft(), None)
 
 
 # -------------------------------------------------------------------------------- sessions
@@ -141,6 +146,7 @@ class SessionsView(Projection):
         super().__init__()
         self.keep_closed = keep_closed
         self.sessions: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._finished = _Finished(keep_closed)
         self.termination_requests: dict[str, tuple[str, str]] = {}
 
     def live(self) -> list[SessionRecord]:
@@ -169,7 +175,6 @@ class SessionsView(Projection):
             started_at=e.at,
             last_activity=e.at,
         )
-        _evict(self.sessions, self.keep_closed + len(self.live()), lambda s: s.live)
 
     def on_Session_Authenticated(self, e: Session.Authenticated) -> None:
         if r := self._touch(e):
@@ -199,8 +204,9 @@ class SessionsView(Projection):
             r.masked += sum(e.masked.values())
 
     def on_Session_Closed(self, e: Session.Closed) -> None:
-        if r := self._touch(e):
+        if (r := self._touch(e)) and r.closed_at is None:
             r.closed_at, r.close_reason, r.close_detail = e.at, e.reason, e.detail
+            self._finished.add(r.id, self.sessions)
 
     def on_SessionControl_TerminationRequested(
         self, e: SessionControl.TerminationRequested
@@ -250,6 +256,7 @@ class ApprovalsView(Projection):
     def __init__(self, *, keep_decided: int = 10_000) -> None:
         super().__init__()
         self.keep_decided = keep_decided
+        self._finished = _Finished(keep_decided)
         self.approvals: OrderedDict[str, ApprovalRecord] = OrderedDict()
         self.windows: list[ApprovalWindow] = []
 
@@ -291,15 +298,12 @@ class ApprovalsView(Projection):
             expires_at=e.expires_at,
             node=e.node,
         )
-        _evict(
-            self.approvals,
-            self.keep_decided + len(self.pending()),
-            lambda a: a.status == Approval.PENDING,
-        )
 
     def _decide(self, e: DomainEvent, status: str, reason: str) -> ApprovalRecord | None:
         record = self.approvals.get(id_text(e))
         if record is not None:
+            if record.status == Approval.PENDING:
+                self._finished.add(record.id, self.approvals)
             record.status, record.decided_at, record.reason = status, e.at, reason
             record.decided_by = e.actor if status in (Approval.APPROVED, Approval.DENIED) else None
         return record
