@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from gateway.config import Settings, load_settings
+from gateway.demo_ssh import DemoSSH, DemoSSHUnavailable, start_demo_sshd
 from gateway.devidp import DevIdP
 from gateway.errors import UserError
 from gateway.vault import Vault
@@ -43,6 +45,7 @@ class DemoOptions:
     data_dir: Path
     reset: bool = False
     mysql_port: int = 3307
+    ssh_port: int = 2222
     idp_port: int = 8900
     mariadb_host: str = "127.0.0.1"
     mariadb_port: int = 3306
@@ -143,7 +146,9 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
 
 
-def write_settings(options: DemoOptions, data: Path, *, with_mysql: bool) -> Path:
+def write_settings(
+    options: DemoOptions, data: Path, *, with_mysql: bool, ssh: DemoSSH | None = None
+) -> Path:
     cert, key = self_signed_certificate(data)
     policy = FIXTURES / "demo" / "policy.toml"
     mysql = (
@@ -160,6 +165,19 @@ max_hold = "60s"
         if with_mysql
         else ""
     )
+    ssh_table = (
+        f"""
+[[ssh]]
+name = "box"
+listen = "127.0.0.1:{options.ssh_port}"
+upstream = "127.0.0.1:{ssh.port}"
+credential = "demo-box"
+host_key = "{ssh.host_key}"
+max_hold = "60s"
+"""
+        if ssh is not None
+        else ""
+    )
     config = data / "wardgate.toml"
     config.write_text(
         f"""# written by `wardgate demo`; point other commands at it with WARDGATE_CONFIG
@@ -173,13 +191,17 @@ audience = "wardgate"
 
 [operators]
 policy_groups = ["admins"]
+kill_groups = ["oncall"]
+
+[console]
+kill_groups = ["oncall"]
 
 [demo]
 database = "{DEMO_DB}"
 
 [policy]
 file = "{policy}"
-{mysql}"""
+{mysql}{ssh_table}"""
     )
     return config
 
@@ -212,6 +234,14 @@ def banner(settings: Settings, idp: DevIdP, ports: dict[str, int], problem: str 
         ]
     else:
         lines += [f"  (no MySQL target: {problem})", ""]
+    if "box" in ports:
+        lines += [
+            "Run commands on the demo host over SSH (the token is the password):",
+            f"  SSHPASS='{agent}' sshpass -e ssh -p {ports['box']} -o StrictHostKeyChecking=no "
+            "-o UserKnownHostsFile=/dev/null agent-7@127.0.0.1 'uptime; ls /etc | head -3'",
+            "  (rm, dd, chmod... are blocked; sudo and systemctl are held for approval)",
+            "",
+        ]
     lines += [
         "Approve as an on-call operator, in another terminal:",
         f"  export WARDGATE_CONFIG={config}",
@@ -234,12 +264,20 @@ def run_demo(options: DemoOptions) -> int:
     problem = seed_mariadb(options, vault)
     if problem:
         print(f"wardgate demo: {problem}; going on without the MySQL target", file=sys.stderr)
-    config = write_settings(options, data, with_mysql=problem is None)
+    ssh: DemoSSH | None = None
+    try:
+        ssh = start_demo_sshd(data)
+        vault.set(name="demo-box", kind="ssh-key", username=ssh.account, secret=ssh.private_key)
+    except (DemoSSHUnavailable, OSError, subprocess.CalledProcessError) as exc:
+        print(f"wardgate demo: no SSH target ({exc}); going on without it", file=sys.stderr)
+    config = write_settings(options, data, with_mysql=problem is None, ssh=ssh)
     settings = load_settings(config)
     idp = DevIdP(data, port=options.idp_port)
     try:
         idp.start()
     except OSError as exc:
+        if ssh is not None:
+            ssh.stop()
         raise UserError(f"cannot start the dev IdP on port {options.idp_port}: {exc}") from None
 
     async def main() -> None:
@@ -253,4 +291,6 @@ def run_demo(options: DemoOptions) -> int:
         print("\nwardgate demo stopped", file=sys.stderr)
     finally:
         idp.stop()
+        if ssh is not None:
+            ssh.stop()
     return 0

@@ -28,6 +28,7 @@ def register(sub: Any) -> None:
     )
     demo.add_argument("--reset", action="store_true", help="start from an empty data directory")
     demo.add_argument("--mysql-port", type=int, default=3307)
+    demo.add_argument("--ssh-port", type=int, default=2222)
     demo.add_argument("--idp-port", type=int, default=8900)
     demo.set_defaults(func=cmd_demo)
 
@@ -50,6 +51,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_agent(load_settings(config))
     return demo.run_demo(
         demo.DemoOptions(
-            data_dir=data, reset=args.reset, mysql_port=args.mysql_port, idp_port=args.idp_port
+            data_dir=data,
+            reset=args.reset,
+            mysql_port=args.mysql_port,
+            ssh_port=args.ssh_port,
+            idp_port=args.idp_port,
         )
     )

@@ -38,7 +38,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDGATE_")}
     env["WARDGATE_DEMO_DIR"] = str(data)
     env["WARDGATE_DEMO_DATABASE"] = "wardgate_demo_test"
-    mysql_port, idp_port = free_port(), free_port()
+    mysql_port, ssh_port, idp_port = free_port(), free_port(), free_port()
     demo = subprocess.Popen(
         [
             sys.executable,
@@ -48,6 +48,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             "--reset",
             "--mysql-port",
             str(mysql_port),
+            "--ssh-port",
+            str(ssh_port),
             "--idp-port",
             str(idp_port),
         ],
@@ -99,6 +101,62 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert row is not None, agent_out
         assert row["subject"] == "agent-7" and "UPDATE payments" in row["command"]
+        ssh = subprocess.run(
+            [
+                "sshpass",
+                "-e",
+                "ssh",
+                "-p",
+                str(ssh_port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "agent-7@127.0.0.1",
+                "echo card 4111111111111111; rm -rf /tmp/nothing",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **env,
+                "SSHPASS": wardgate(
+                    "token", "agent-7", "--groups", "agents", "--data-dir", str(data), env=env
+                ).stdout.strip(),
+            },
+        )
+        assert ssh.returncode == 126, (ssh.stdout, ssh.stderr)  # rm is blocked: nothing runs
+        assert "denied by rule block-dangerous-programs" in ssh.stderr
+        ssh = subprocess.run(
+            [
+                "sshpass",
+                "-e",
+                "ssh",
+                "-p",
+                str(ssh_port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "agent-7@127.0.0.1",
+                "echo card 4111111111111111",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **env,
+                "SSHPASS": wardgate(
+                    "token", "agent-7", "--groups", "agents", "--data-dir", str(data), env=env
+                ).stdout.strip(),
+            },
+        )
+        assert ssh.returncode == 0, ssh.stderr
+        assert ssh.stdout.strip() == "card ************1111"
         approved = wardgate("approvals", "approve", row["short_id"], "--reason", "demo", env=env_op)
         assert approved.returncode == 0, approved.stderr
         thread.join(120)
