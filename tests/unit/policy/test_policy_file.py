@@ -76,8 +76,10 @@ def test_demo_policy_has_what_the_demo_needs() -> None:
     policy = load_policy((FIXTURES / "demo.toml").read_text())
     assert policy.masking_profile and policy.unknown is Action.REVIEW
     assert any(r.action is Action.DENY and "DDL:DROP" in r.statements for r in policy.rules)
-    hold = [r for r in policy.rules if r.tables == ("payments.*",)][0]
-    assert hold.action is Action.REVIEW and hold.review and hold.review.approver_groups == ("oncall",)
+    hold = next(r for r in policy.rules if r.tables == ("payments.*",))
+    assert (
+        hold.action is Action.REVIEW and hold.review and hold.review.approver_groups == ("oncall",)
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,14 +89,22 @@ def test_demo_policy_has_what_the_demo_needs() -> None:
         (('default = "deny"', 'default = "maybe"'), 5, "'maybe' is not one of"),
         (('action = "review"', 'action = "hold"'), 21, "rule 'hold', field 'action'"),
         (('statements = ["UPDATE"]', 'statements = ["UPSERT"]'), 22, "unknown statement kind"),
-        (('quorum = 2', 'quorum = 0'), 24, "quorum"),
+        (("quorum = 2", "quorum = 0"), 24, "quorum"),
         (('expiry = "1h30m"', 'expiry = "soon"'), 25, "duration"),
-        (('masking_profile = "pii"', 'masking_profle = "pii"'), 17, "unknown field(s) masking_profle"),
+        (
+            ('masking_profile = "pii"', 'masking_profle = "pii"'),
+            17,
+            "unknown field(s) masking_profle",
+        ),
         (('name = "hold"', 'name = "reads"'), 20, "duplicate rule name"),
-        (('statements = ["SELECT", "show"]', 'statements = ["SELECT", "UNKNOWN"]'), 15, "never allowed"),
+        (
+            ('statements = ["SELECT", "show"]', 'statements = ["SELECT", "UNKNOWN"]'),
+            15,
+            "never allowed",
+        ),
         (('tables = ["shop.*"]', 'tables = ["shop.*"]\nprograms = ["ls"]'), 12, "not both"),
-        (('[policy.review]', '[policy.reviews]'), 8, "review"),
-        (('version = 1', 'version = 2'), 1, "unsupported policy version"),
+        (("[policy.review]", "[policy.reviews]"), 8, "review"),
+        (("version = 1", "version = 2"), 1, "unsupported policy version"),
         (('name = "t"', 'name = "t'), 4, "not valid TOML"),
     ],
 )
