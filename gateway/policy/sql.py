@@ -116,9 +116,8 @@ _SQL_WS = " \t\n\r\x0b\x0c"
 _SEMI_TOKEN = (Tok.SEMICOLON, ";", ";")
 
 _CLAUSE_END = _words(
-    "WHERE JOIN INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN FULL OUTER ON USING GROUP "
-    "ORDER HAVING LIMIT UNION EXCEPT INTERSECT FOR LOCK INTO SET VALUES VALUE SELECT "
-    "WINDOW RETURNING PROCEDURE WITH LATERAL MINUS OFFSET FETCH DUPLICATE"
+    "WHERE GROUP ORDER HAVING LIMIT UNION EXCEPT INTERSECT FOR LOCK INTO SET VALUES VALUE "
+    "SELECT WINDOW RETURNING PROCEDURE WITH LATERAL MINUS OFFSET FETCH DUPLICATE"
 )
 _NOT_TABLE = _words(
     "SELECT WITH VALUES VALUE DUAL LATERAL IF OUTFILE DUMPFILE TABLE TABLES SET WHERE "
@@ -190,16 +189,37 @@ def _table_ref(sig: list[_Sig], i: int, *, star: bool = False) -> tuple[TableRef
     return TableRef(database=None, name=first), i + 1
 
 
+def _close_paren(sig: list[_Sig], i: int) -> int:
+    """Index of the ``)`` matching the ``(`` at ``i`` (the last index when unbalanced)."""
+    depth = 0
+    for j in range(i, len(sig)):
+        text = sig[j][2]
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(sig) - 1
+
+
 def _table_list(
     sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool = True, rename: bool = False
 ) -> None:
     """Collect a comma-separated list of table references starting at ``i``.
 
-    ``func_ok=False`` (FROM, JOIN) skips ``name(`` as a table function such as JSON_TABLE.
+    Joins do not end the list (``FROM a JOIN b ON x, c`` names c too); derived tables are
+    stepped over (their own FROMs are found by the caller's scan). ``func_ok=False`` (FROM,
+    JOIN) skips ``name(`` as a table function such as JSON_TABLE.
     """
     n = len(sig)
+    opened = 0  # parentheses opened around list items: FROM (a, b)
     while i < n:
         while i < n and sig[i][2] == "(":
+            if i + 1 < n and sig[i + 1][1] in _SUBQUERY_START:
+                i = _close_paren(sig, i)
+                break
+            opened += 1
             i += 1
         while i < n and sig[i][1] in ("IF", "NOT", "EXISTS"):
             i += 1
@@ -208,14 +228,17 @@ def _table_list(
             out.append(ref)
         i = j if j > i else i + 1
         depth = 0
-        while i < n:  # skip alias, hints, partitions up to the next list item
+        while i < n:  # skip alias, hints, partitions, join conditions up to the next item
             kind, key, text = sig[i]
             if text == "(":
                 depth += 1
             elif text == ")":
                 depth -= 1
                 if depth < 0:
-                    return
+                    if opened == 0:
+                        return
+                    opened -= 1
+                    depth = 0
             elif depth == 0:
                 if text == ",":
                     i += 1
@@ -232,8 +255,10 @@ def _table_list(
             return
 
 
+_SUBQUERY_START = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
 _TRIGGERS = frozenset(
-    {"FROM", "JOIN", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES", "LIKE", "LOAD_FILE"}
+    {"FROM", "JOIN", "STRAIGHT_JOIN", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES"}
+    | {"LIKE", "LOAD_FILE"}
 )
 
 
@@ -262,7 +287,7 @@ def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Face
         kind, key, _ = sig[i]
         if kind is not _WORD:
             continue
-        if key in ("FROM", "JOIN"):
+        if key in ("FROM", "JOIN", "STRAIGHT_JOIN"):
             if key == "FROM" and _in_from_function(sig, i):
                 continue
             _table_list(sig, i + 1, out, func_ok=False)

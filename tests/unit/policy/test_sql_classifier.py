@@ -166,6 +166,13 @@ def test_select_into_variable_is_a_plain_read() -> None:
         ("WITH c AS (SELECT * FROM a) UPDATE b JOIN c SET b.x = 1", {"a", "b", "c"}),
         ("SET @x = (SELECT s FROM secret)", {"secret"}),
         ("SELECT * FROM t WHERE a = 'FROM x'", {"t"}),
+        ("SELECT * FROM (SELECT 1 FROM c WHERE 1) AS x, b", {"c", "b"}),
+        ("SELECT * FROM a JOIN b ON a.x = b.x, c", {"a", "b", "c"}),
+        ("SELECT * FROM a STRAIGHT_JOIN b", {"a", "b"}),
+        ("SELECT * FROM (a JOIN b ON 1), (c)", {"a", "b", "c"}),
+        ("SELECT * FROM a NATURAL LEFT OUTER JOIN b CROSS JOIN c", {"a", "b", "c"}),
+        ("SELECT * FROM a LIMIT 1, 2", {"a"}),
+        ("SELECT * FROM a ORDER BY x, y", {"a"}),
     ],
 )
 def test_tables(text: str, expected: set[str]) -> None:
