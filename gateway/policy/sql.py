@@ -356,6 +356,22 @@ def _object_word(sig: list[_Sig], i: int) -> str:
     return ""
 
 
+# Heads whose kind needs no further look (the common statements: one dictionary lookup).
+_PLAIN_HEADS: dict[str, tuple[StatementKind, str, str]] = {
+    "SELECT": (StatementKind.SELECT, "", ""),
+    "VALUES": (StatementKind.SELECT, "", ""),
+    "TABLE": (StatementKind.SELECT, "", ""),
+    "INSERT": (StatementKind.INSERT, "", ""),
+    "UPDATE": (StatementKind.UPDATE, "", ""),
+    "DELETE": (StatementKind.DELETE, "", ""),
+    "REPLACE": (StatementKind.REPLACE, "", ""),
+    "COMMIT": (StatementKind.TRANSACTION, "COMMIT", ""),
+    "ROLLBACK": (StatementKind.TRANSACTION, "ROLLBACK", ""),
+    "USE": (StatementKind.SESSION, "USE", ""),
+    "SHOW": (StatementKind.SHOW, "SHOW", ""),
+}
+
+
 def _classify_verb(sig: list[_Sig], i: int) -> tuple[StatementKind, str, str]:
     """(kind, subkind, reason) for the statement whose first keyword is at ``i``."""
     n = len(sig)
@@ -366,8 +382,9 @@ def _classify_verb(sig: list[_Sig], i: int) -> tuple[StatementKind, str, str]:
         return K.UNKNOWN, "", "statement does not start with a keyword"
     if i + 1 < n and sig[i + 1][2] == ":" and head not in _DML_VERBS:
         return K.DYNAMIC, "COMPOUND", "labelled compound statement"
-    if head in ("SELECT", "VALUES", "TABLE"):
-        return K.SELECT, "", ""
+    plain = _PLAIN_HEADS.get(head)
+    if plain is not None:
+        return plain
     if head == "WITH":
         m = _main_verb(sig, i)
         if m == i:
@@ -493,7 +510,8 @@ def _classify_statement(sig: list[_Sig], text: str) -> SqlStatement:
     n = len(sig)
     while i < n and sig[i][2] == "(":
         i += 1
-    if _word_at(sig, i) == "SET" and _word_at(sig, i + 1) == "STATEMENT":
+    head = _word_at(sig, i)
+    if head == "SET" and _word_at(sig, i + 1) == "STATEMENT":
         # MariaDB SET STATEMENT var=value[, ...] FOR <statement>: the inner statement runs.
         depth = 0
         for j in range(i + 2, n):
@@ -516,9 +534,9 @@ def _classify_statement(sig: list[_Sig], text: str) -> SqlStatement:
             kind=StatementKind.UNKNOWN, text=text, reason="SET STATEMENT without FOR"
         )
     kind, subkind, reason = _classify_verb(sig, i)
-    if _word_at(sig, i) == "WITH":
+    if head == "WITH":
         i = _main_verb(sig, i)
-    head = _word_at(sig, i)
+        head = _word_at(sig, i)
     tables, extra = _scan_tables(sig, head)
     if head in ("UPDATE", "HANDLER", "TRUNCATE"):
         _table_list(sig, _skip_modifiers(sig, i + 1, _TABLE_LIST_MODS), tables)
@@ -601,10 +619,42 @@ def _classify_reading(pieces: list[tuple[list[_Sig], str]]) -> list[SqlStatement
                 )
             )
             continue
-        stmt = _classify_statement(sig, stmt_text)
+        stmt = _classify_shaped(sig, stmt_text)
         mode_changed = stmt.sets_sql_mode
         out.append(stmt)
     return out
+
+
+# Classification depends on the statement's shape only (its tokens with literals as "?"), so
+# results are kept per shape: real traffic repeats a few shapes with different literals.
+_SHAPES: dict[tuple[str, ...], SqlStatement] = {}
+_SHAPES_MAX = 4096
+_LITERALS = frozenset({Tok.STRING, Tok.NUMBER, Tok.PLACEHOLDER})
+
+
+def _shape(sig: list[_Sig]) -> tuple[str, ...]:
+    """Keys with literals replaced by ``?``: also the words of :func:`normalize_sql`."""
+    literals = _LITERALS
+    return tuple([t[1] if t[0] not in literals else "?" for t in sig])
+
+
+def _classify_shaped(sig: list[_Sig], text: str) -> SqlStatement:
+    shape = _shape(sig)
+    known = _SHAPES.get(shape)
+    if known is None:
+        known = _classify_statement(sig, "")
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()  # crude bound; a miss only costs a classification
+        _SHAPES[shape] = known
+    return SqlStatement(
+        kind=known.kind,
+        subkind=known.subkind,
+        extra_facets=known.extra_facets,
+        tables=known.tables,
+        text=text,
+        reason=known.reason,
+        sets_sql_mode=known.sets_sql_mode,
+    )
 
 
 _classify_cached = functools.lru_cache(maxsize=4096)(classify_sql_uncached)
@@ -616,7 +666,4 @@ def normalize_sql(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> str:
 
     Raises :class:`SqlTokenError` when the text cannot be tokenized.
     """
-    parts: list[str] = []
-    for kind, key, _ in scan_significant(text, mode):
-        parts.append("?" if kind in (Tok.STRING, Tok.NUMBER, Tok.PLACEHOLDER) else key)
-    return " ".join(parts)
+    return " ".join(_shape(scan_significant(text, mode)))

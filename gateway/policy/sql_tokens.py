@@ -252,10 +252,11 @@ def scan_significant(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> list[tuple[
     )
     out: list[tuple[Tok, str, str]] = []
     append = out.append
+    ascii_text = text.isascii()
     for value in _SIGNIFICANT_PATTERNS[key].findall(text.strip(_WS)):
         kind = first_kind.get(value[0], word)
         if kind is word:
-            append((word, value.upper() if value.isascii() else value, value))
+            append((word, value.upper() if ascii_text or value.isascii() else value, value))
             continue
         if kind is operator:
             if value[0] == "-" and value.startswith("--"):

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.policy import SqlMode, StatementKind, classify_sql, normalize_sql
-from gateway.policy.sql import classify_sql_uncached
+from gateway.policy.sql import _classify_shaped, _classify_statement, _split, classify_sql_uncached
+from gateway.policy.sql_tokens import scan_readings
 
 
 def labels(text: str) -> list[str]:
@@ -242,3 +243,32 @@ def test_cache_returns_equal_results() -> None:
 def test_classifier_never_raises(text: str, ansi: bool) -> None:
     result = classify_sql(text, SqlMode(ansi_quotes=ansi))
     assert result.statements
+
+
+_LITERAL_VARIANTS = ["1", "'DROP TABLE x'", '"; DELETE FROM y"', "0x44524f50", "?", "-5e3", "'('"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            "SELECT * FROM t WHERE a = {0}",
+            "UPDATE t SET a = {0} WHERE b IN ({0}, {0})",
+            "INSERT INTO d.t (a) VALUES ({0})",
+            "SET GLOBAL x = {0}",
+            "SELECT {0} INTO OUTFILE {0}",
+            "DROP TABLE IF EXISTS t{0}",
+            "CREATE TABLE t (a INT DEFAULT {0})",
+            "SELECT LOAD_FILE({0}) FROM t",
+            "GRANT SELECT ON d.* TO {0}",
+        ]
+    ),
+    st.lists(st.sampled_from(_LITERAL_VARIANTS), min_size=2, max_size=2),
+)
+def test_shape_cache_agrees_with_direct_classification(template: str, literals: list[str]) -> None:
+    # Warm the shape cache with one literal, then classify another with the same shape.
+    for literal in literals:
+        text = template.format(literal)
+        for toks, starts in scan_readings(text):
+            for sig, stmt_text in _split(text, SqlMode(), toks, starts):
+                assert _classify_shaped(sig, stmt_text) == _classify_statement(sig, stmt_text)
