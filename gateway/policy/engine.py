@@ -24,7 +24,8 @@ that allows matches only when *every* table touched matches. Unqualified tables 
 with the request's current database; when that is unknown a ``db.table`` glob matches on the
 table name alone for deny/review rules and never for allow rules. Matching is
 case-insensitive. Program globs with a ``/`` match the path as written, others the basename;
-for deny/review a path glob also matches a bare name with the same basename. Output
+for deny/review a path glob also matches a bare name with the same basename, and for allow a
+bare-name glob matches only a program written without a path (found on PATH). Output
 redirected into a file is a part of its own, matched only by rules with ``file_writes``: an
 allow rule for ``cat`` does not allow ``cat secret > /etc/cron.d/x``.
 """
@@ -147,7 +148,10 @@ def _tables_match(rule: Rule, stmt: SqlStatement, default_db: str | None) -> boo
 def _program_matches(rule: Rule, cmd: ShellCommand) -> bool:
     for pattern in rule.programs:
         if "/" not in pattern:
-            if _matches(pattern, cmd.name):
+            # A bare name allows only what PATH finds: ./ls or /tmp/x/ls is someone's file.
+            if _matches(pattern, cmd.name) and (
+                rule.action is not Action.ALLOW or "/" not in cmd.program
+            ):
                 return True
         elif _matches(pattern, cmd.program) or (
             rule.action is not Action.ALLOW

@@ -215,6 +215,8 @@ def _table_list(
     n = len(sig)
     opened = 0  # parentheses opened around list items: FROM (a, b)
     while i < n:
+        if sig[i][2] == "{" and i + 1 < n and sig[i + 1][1] == "OJ":
+            i += 2  # ODBC outer join escape: FROM { OJ a LEFT JOIN b ON ... }
         while i < n and sig[i][2] == "(":
             if i + 1 < n and sig[i + 1][1] in _SUBQUERY_START:
                 i = _close_paren(sig, i)
@@ -258,7 +260,7 @@ def _table_list(
 _SUBQUERY_START = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
 _TRIGGERS = frozenset(
     {"FROM", "JOIN", "STRAIGHT_JOIN", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES"}
-    | {"LIKE", "LOAD_FILE"}
+    | {"LIKE", "LOAD_FILE", "NEXTVAL", "SETVAL", "LASTVAL", "VALUE"}
 )
 
 
@@ -305,6 +307,20 @@ def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Face
         elif key == "LOAD_FILE":
             if i + 1 < n and sig[i + 1][2] == "(":
                 extra.append(Facet(kind=StatementKind.LOAD_OUTFILE, subkind="LOAD_FILE"))
+        elif key in ("NEXTVAL", "SETVAL", "LASTVAL"):  # sequences: NEXTVAL/SETVAL write them
+            if i + 1 < n and sig[i + 1][2] == "(":
+                ref, _ = _table_ref(sig, i + 2)
+                if ref is not None:
+                    out.append(ref)
+                if key != "LASTVAL":
+                    extra.append(Facet(kind=StatementKind.UPDATE, subkind="SEQUENCE"))
+        elif key == "VALUE":  # NEXT VALUE FOR seq, PREVIOUS VALUE FOR seq
+            if i > 0 and sig[i - 1][1] in ("NEXT", "PREVIOUS") and _word_at(sig, i + 1) == "FOR":
+                ref, _ = _table_ref(sig, i + 2)
+                if ref is not None:
+                    out.append(ref)
+                if sig[i - 1][1] == "NEXT":
+                    extra.append(Facet(kind=StatementKind.UPDATE, subkind="SEQUENCE"))
         elif key == "USING":
             if head == "DELETE" and not (i + 1 < n and sig[i + 1][2] == "("):
                 _table_list(sig, i + 1, out)  # not JOIN ... USING (column)

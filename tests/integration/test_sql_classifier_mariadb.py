@@ -282,6 +282,8 @@ def test_delimiter_is_a_client_command(db: Any) -> None:
         ("DELETE t FROM t JOIN victim USING (a)", {"t", "victim"}),
         ("WITH c AS (SELECT a FROM victim) SELECT * FROM c", {"victim", "c"}),
         ("SET @x = (SELECT COUNT(*) FROM victim)", {"victim"}),
+        ("SELECT * FROM {OJ victim LEFT OUTER JOIN t ON t.a = victim.a}", {"t", "victim"}),
+        ("SELECT * FROM (SELECT a FROM t WHERE 1) AS x, victim", {"t", "victim"}),
     ],
 )
 def test_tables_touched_match_what_the_server_needs(db: Any, text: str, touched: set[str]) -> None:

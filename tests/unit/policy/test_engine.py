@@ -305,6 +305,8 @@ def test_deny_rules_may_match_unknown_statements() -> None:
         ("cat x > /tmp/y", Action.DENY, DEFAULT_RULE),  # cat is allowed, writing a file is not
         ("grep x y > /tmp/z", Action.ALLOW, "allow-tools"),
         ("systemctl status nginx", Action.ALLOW, "allow-tools"),
+        ("./ls", Action.DENY, DEFAULT_RULE),  # a bare-name allow does not cover a path
+        ("/tmp/x/ls", Action.DENY, DEFAULT_RULE),
     ],
 )
 def test_shell_decisions(text: str, action: Action, rule: str) -> None:

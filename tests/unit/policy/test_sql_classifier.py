@@ -113,6 +113,9 @@ def test_kinds(text: str, expected: list[str]) -> None:
         ("SELECT * FROM t INTO OUTFILE '/tmp/x'", "LOAD_OUTFILE:OUTFILE"),
         ("SELECT a INTO DUMPFILE '/tmp/x' FROM t", "LOAD_OUTFILE:DUMPFILE"),
         ("INSERT INTO t SELECT LOAD_FILE('/etc/passwd')", "LOAD_OUTFILE:LOAD_FILE"),
+        ("SELECT NEXTVAL(sq)", "UPDATE:SEQUENCE"),
+        ("SELECT SETVAL(sq, 100)", "UPDATE:SEQUENCE"),
+        ("SELECT NEXT VALUE FOR sq", "UPDATE:SEQUENCE"),
     ],
 )
 def test_dangerous_parts_add_facets(text: str, facet: str) -> None:
@@ -174,6 +177,8 @@ def test_select_into_variable_is_a_plain_read() -> None:
         ("SELECT * FROM a NATURAL LEFT OUTER JOIN b CROSS JOIN c", {"a", "b", "c"}),
         ("SELECT * FROM a LIMIT 1, 2", {"a"}),
         ("SELECT * FROM a ORDER BY x, y", {"a"}),
+        ("SELECT * FROM {OJ p.s LEFT OUTER JOIN a ON 1}", {"p.s", "a"}),
+        ("SELECT NEXTVAL(d.sq), LASTVAL(s2), NEXT VALUE FOR s3", {"d.sq", "s2", "s3"}),
     ],
 )
 def test_tables(text: str, expected: set[str]) -> None:
