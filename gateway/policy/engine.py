@@ -36,6 +36,7 @@ import fnmatch
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.policy.model import SEVERITY, Action, Policy, Protocol, Review, Rule, SessionKind
 from gateway.policy.shell import ShellClassification, ShellCommand
@@ -74,6 +75,20 @@ class Decision:
     masking_profile: str | None = None
     statement_index: int | None = None  # which statement / command triggered it
     statement: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for the CommandDecided event."""
+        return {
+            "action": str(self.action),
+            "rule": self.rule,
+            "reason": self.reason,
+            "approver_groups": list(self.approver_groups),
+            "quorum": self.quorum,
+            "expiry_seconds": self.expiry_seconds,
+            "masking_profile": self.masking_profile,
+            "statement_index": self.statement_index,
+            "statement": self.statement,
+        }
 
 
 DEFAULT_RULE = "default"

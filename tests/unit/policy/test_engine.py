@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gateway.policy import (
@@ -254,6 +256,12 @@ def test_review_with_disjoint_approvers_is_denied() -> None:
     )
     d = sql("INSERT INTO t VALUES (1); DELETE FROM t", policy=policy)
     assert d.action is Action.DENY and "different groups" in d.reason
+
+
+def test_decision_to_dict_is_json_able() -> None:
+    data = json.loads(json.dumps(sql("UPDATE payments.c SET a = 1").to_dict()))
+    assert data["action"] == "review" and data["approver_groups"] == ["oncall", "finance"]
+    assert data["statement_index"] == 0
 
 
 def test_triggering_statement_is_named() -> None:
