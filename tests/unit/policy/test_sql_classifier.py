@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.policy import SqlMode, StatementKind, classify_sql, normalize_sql
-from gateway.policy.sql import _classify_shaped, _classify_statement, _split, classify_sql_uncached
+from gateway.policy.sql import (
+    _classify_full,
+    _classify_shaped,
+    _classify_statement,
+    _split,
+    classify_sql_uncached,
+)
 from gateway.policy.sql_tokens import scan_readings
 
 
@@ -277,3 +283,13 @@ def test_shape_cache_agrees_with_direct_classification(template: str, literals: 
         for toks, starts in scan_readings(text):
             for sig, stmt_text in _split(text, SqlMode(), toks, starts):
                 assert _classify_shaped(sig, stmt_text) == _classify_statement(sig, stmt_text)
+        assert classify_sql_uncached(text) == _classify_full(text, SqlMode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="sElEcT fromab1'\"`?.;-#\n()=*", max_size=40), st.booleans())
+def test_raw_shape_cache_agrees_with_full_classification(text: str, ansi: bool) -> None:
+    mode = SqlMode(ansi_quotes=ansi)
+    twin = "".join("7" if c == "1" else c for c in text)  # same shape if 1 only sits in literals
+    classify_sql_uncached(twin, mode)  # may warm the cache with the twin's shape
+    assert classify_sql_uncached(text, mode) == _classify_full(text, mode)
