@@ -251,8 +251,25 @@ def _table_list(
                     if ref is not None:
                         out.append(ref)
                     continue
-                if kind is _WORD and (key in _CLAUSE_END or key in _JOINS):
-                    return  # a join's own list takes over: each token is walked once
+                if kind is _WORD and key in _JOINS:
+                    # The list walks through its joins itself (no separate walk per JOIN,
+                    # which would cost quadratic time on many joins).
+                    j = i + 1
+                    while (
+                        j < n
+                        and sig[j][2] == "("
+                        and sig[j + 1 : j + 2]
+                        and (sig[j + 1][1] not in _SUBQUERY_START)
+                    ):
+                        j += 1
+                        opened += 1
+                    ref, k = _table_ref(sig, j)
+                    if ref is not None and not (k < n and sig[k][2] == "("):
+                        out.append(ref)
+                    i = max(k, j)
+                    continue
+                if kind is _WORD and key in _CLAUSE_END:
+                    return
             i += 1
         else:
             return
@@ -261,7 +278,7 @@ def _table_list(
 _SUBQUERY_START = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
 _JOINS = frozenset({"JOIN", "STRAIGHT_JOIN"})
 _TRIGGERS = frozenset(
-    {"FROM", "JOIN", "STRAIGHT_JOIN", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES"}
+    {"FROM", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES"}
     | {"LIKE", "LOAD_FILE", "NEXTVAL", "SETVAL", "LASTVAL", "VALUE"}
     | _FROM_FUNCS
 )
@@ -300,7 +317,7 @@ def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Face
         kind, key, _ = sig[i]
         if kind is not _WORD or key in _FROM_FUNCS:
             continue
-        if key in ("FROM", "JOIN", "STRAIGHT_JOIN"):
+        if key == "FROM":
             if i in syntax_from:
                 continue
             _table_list(sig, i + 1, out, func_ok=False)
