@@ -40,7 +40,7 @@ from typing import Any
 
 from gateway.policy.model import SEVERITY, Action, Policy, Protocol, Review, Rule, SessionKind
 from gateway.policy.shell import ShellClassification, ShellCommand
-from gateway.policy.sql import Facet, SqlClassification, SqlStatement, StatementKind
+from gateway.policy.sql_model import Facet, SqlClassification, SqlStatement, StatementKind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

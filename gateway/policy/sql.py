@@ -9,8 +9,9 @@ classified from its leading keywords; anything not recognized is ``UNKNOWN``, an
 that hides its real text (``PREPARE``, ``EXECUTE``, ``CALL``, ``HANDLER``, ``DO``, compound
 blocks) is ``DYNAMIC``. A statement may carry extra *facets* when part of it is more dangerous
 than its head says (``INSERT ... SELECT LOAD_FILE(...)`` is also ``LOAD_OUTFILE``); the policy
-engine decides every facet. Tables are found by scanning every token for ``FROM``, ``JOIN``,
-``INTO`` and the statement-specific positions, at any nesting depth, so subqueries are covered.
+engine decides every facet. Tables come from :mod:`gateway.policy.sql_tables`.
+Results are cached per text and per statement shape (tokens with literals as ``?``): the
+classification never depends on a literal's value.
 
 We split more eagerly than the server (compound bodies are cut at their inner ``;``): each piece
 is classified on its own and a policy takes the most restrictive decision, so over-splitting can
@@ -21,9 +22,19 @@ it in the same text ``UNKNOWN``, because the server lexes them under the new mod
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from enum import StrEnum
 
+from gateway.policy.sql_model import (
+    SqlClassification,
+    SqlStatement,
+    StatementKind,
+    TableRef,
+)
+from gateway.policy.sql_tables import Sig as _Sig
+from gateway.policy.sql_tables import keywords as _words
+from gateway.policy.sql_tables import scan_tables as _scan_tables
+from gateway.policy.sql_tables import table_list as _table_list
+from gateway.policy.sql_tables import table_ref as _table_ref
+from gateway.policy.sql_tables import word_at as _word_at
 from gateway.policy.sql_tokens import (
     DEFAULT_SQL_MODE,
     SqlMode,
@@ -35,79 +46,6 @@ from gateway.policy.sql_tokens import (
     scan_significant,
 )
 
-
-class StatementKind(StrEnum):
-    SELECT = "SELECT"
-    INSERT = "INSERT"
-    UPDATE = "UPDATE"
-    DELETE = "DELETE"
-    REPLACE = "REPLACE"
-    DDL = "DDL"
-    GRANT = "GRANT"
-    ADMIN = "ADMIN"
-    TRANSACTION = "TRANSACTION"
-    SESSION = "SESSION"
-    SHOW = "SHOW"
-    DYNAMIC = "DYNAMIC"
-    LOAD_OUTFILE = "LOAD_OUTFILE"
-    UNKNOWN = "UNKNOWN"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TableRef:
-    """A table as written: ``database`` is None when unqualified; ``name`` may be ``*``."""
-
-    database: str | None
-    name: str
-
-    def qualified(self, default_database: str | None) -> str | None:
-        db = self.database if self.database is not None else default_database
-        return None if db is None else f"{db}.{self.name}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Facet:
-    kind: StatementKind
-    subkind: str = ""
-
-    def label(self) -> str:
-        return f"{self.kind}:{self.subkind}" if self.subkind else str(self.kind)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SqlStatement:
-    """One statement: its kind (and extra facets), tables touched, and its text."""
-
-    kind: StatementKind
-    subkind: str = ""
-    extra_facets: tuple[Facet, ...] = ()
-    tables: tuple[TableRef, ...] = ()
-    text: str = ""
-    reason: str = ""  # why it is UNKNOWN or DYNAMIC, for the audit trail
-    sets_sql_mode: bool = False
-
-    def facets(self) -> tuple[Facet, ...]:
-        return (Facet(kind=self.kind, subkind=self.subkind), *self.extra_facets)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SqlClassification:
-    statements: tuple[SqlStatement, ...]
-
-    @property
-    def understood(self) -> bool:
-        return all(s.kind is not StatementKind.UNKNOWN for s in self.statements)
-
-
-# A significant token: (kind, key, text); see scan_significant.
-_Sig = tuple[Tok, str, str]
-
-
-# Words that can follow a table name without being its alias, and words that are never tables.
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 # Enum member access costs a class attribute lookup each time; the hot loops use these.
 _WORD = Tok.WORD
 _VARIABLE = Tok.VARIABLE
@@ -115,18 +53,6 @@ _QIDENT = Tok.QUOTED_IDENT
 _SEMI = Tok.SEMICOLON
 _SQL_WS = " \t\n\r\x0b\x0c"
 _SEMI_TOKEN = (Tok.SEMICOLON, ";", ";")
-
-_CLAUSE_END = _words(
-    "WHERE GROUP ORDER HAVING LIMIT UNION EXCEPT INTERSECT FOR LOCK INTO SET VALUES VALUE "
-    "SELECT WINDOW RETURNING PROCEDURE WITH LATERAL MINUS OFFSET FETCH DUPLICATE"
-)
-_NOT_TABLE = _words(
-    "SELECT WITH VALUES VALUE DUAL LATERAL IF OUTFILE DUMPFILE TABLE TABLES SET WHERE "
-    "JOIN ON USING INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN TEMPORARY ONLY IGNORE "
-    "LOW_PRIORITY QUICK DELAYED HIGH_PRIORITY"
-)
-# Inside these function calls FROM is part of the syntax, not a table list.
-_FROM_FUNCS = frozenset({"EXTRACT", "TRIM", "SUBSTRING", "SUBSTR", "POSITION", "OVERLAY", "MID"})
 
 _ADMIN_HEADS = _words(
     "SHUTDOWN KILL FLUSH INSTALL UNINSTALL RESET PURGE CHANGE STOP BINLOG CACHE OPTIMIZE "
@@ -161,209 +87,6 @@ def _split(
     if current:
         out.append((current, text[first:last]))
     return out
-
-
-def _ident(tok: _Sig) -> str | None:
-    kind, key, text = tok
-    if kind is _WORD:
-        return None if key in _NOT_TABLE else text
-    if kind is _QIDENT:
-        q = text[0]
-        return text[1:-1].replace(q + q, q)
-    return None
-
-
-def _table_ref(sig: list[_Sig], i: int, *, star: bool = False) -> tuple[TableRef | None, int]:
-    """Read ``name`` or ``db.name`` at ``i``; returns the ref (or None) and the next index."""
-    n = len(sig)
-    if i >= n:
-        return None, i
-    first = "*" if star and sig[i][2] == "*" else _ident(sig[i])
-    if first is None:
-        return None, i
-    if i + 2 < n and sig[i + 1][2] == ".":
-        second = "*" if sig[i + 2][2] == "*" else _ident(sig[i + 2])
-        if second is None and sig[i + 2][0] is _WORD:
-            second = sig[i + 2][2]  # after a dot any word is a name, reserved or not
-        if second is not None:
-            return TableRef(database=first, name=second), i + 3
-    return TableRef(database=None, name=first), i + 1
-
-
-def _close_paren(sig: list[_Sig], i: int) -> int:
-    """Index of the ``)`` matching the ``(`` at ``i`` (the last index when unbalanced)."""
-    depth = 0
-    for j in range(i, len(sig)):
-        text = sig[j][2]
-        if text == "(":
-            depth += 1
-        elif text == ")":
-            depth -= 1
-            if depth == 0:
-                return j
-    return len(sig) - 1
-
-
-def _table_list(
-    sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool = True, rename: bool = False
-) -> None:
-    """Collect a comma-separated list of table references starting at ``i``.
-
-    Joins do not end the list (``FROM a JOIN b ON x, c`` names c too); derived tables are
-    stepped over (their own FROMs are found by the caller's scan). ``func_ok=False`` (FROM,
-    JOIN) skips ``name(`` as a table function such as JSON_TABLE.
-    """
-    n = len(sig)
-    opened = 0  # parentheses opened around list items: FROM (a, b)
-    while i < n:
-        if sig[i][2] == "{" and i + 1 < n and sig[i + 1][1] == "OJ":
-            i += 2  # ODBC outer join escape: FROM { OJ a LEFT JOIN b ON ... }
-        while i < n and sig[i][2] == "(":
-            if i + 1 < n and sig[i + 1][1] in _SUBQUERY_START:
-                i = _close_paren(sig, i)
-                break
-            opened += 1
-            i += 1
-        while i < n and sig[i][1] in ("IF", "NOT", "EXISTS"):
-            i += 1
-        ref, j = _table_ref(sig, i)
-        if ref is not None and not (not func_ok and j < n and sig[j][2] == "("):
-            out.append(ref)
-        i = j if j > i else i + 1
-        depth = 0
-        while i < n:  # skip alias, hints, partitions, join conditions up to the next item
-            kind, key, text = sig[i]
-            if text == "(":
-                depth += 1
-            elif text == ")":
-                depth -= 1
-                if depth < 0:
-                    if opened == 0:
-                        return
-                    opened -= 1
-                    depth = 0
-            elif depth == 0:
-                if text == ",":
-                    i += 1
-                    break
-                if rename and kind is _WORD and key == "TO":  # RENAME TABLE a TO b
-                    ref, i = _table_ref(sig, i + 1)
-                    if ref is not None:
-                        out.append(ref)
-                    continue
-                if kind is _WORD and key in _JOINS:
-                    # The list walks through its joins itself (no separate walk per JOIN,
-                    # which would cost quadratic time on many joins).
-                    j = i + 1
-                    while (
-                        j < n
-                        and sig[j][2] == "("
-                        and sig[j + 1 : j + 2]
-                        and (sig[j + 1][1] not in _SUBQUERY_START)
-                    ):
-                        j += 1
-                        opened += 1
-                    ref, k = _table_ref(sig, j)
-                    if ref is not None and not (k < n and sig[k][2] == "("):
-                        out.append(ref)
-                    i = max(k, j)
-                    continue
-                if kind is _WORD and key in _CLAUSE_END:
-                    return
-            i += 1
-        else:
-            return
-
-
-_SUBQUERY_START = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
-_JOINS = frozenset({"JOIN", "STRAIGHT_JOIN"})
-_TRIGGERS = frozenset(
-    {"FROM", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES"}
-    | {"LIKE", "LOAD_FILE", "NEXTVAL", "SETVAL", "LASTVAL", "VALUE"}
-    | _FROM_FUNCS
-)
-
-
-def _syntax_from_positions(sig: list[_Sig]) -> set[int]:
-    """Positions of FROM that belong to EXTRACT(... FROM ...), TRIM(... FROM ...) and the like.
-
-    One pass with a stack of open calls, so many FROMs cost no more than one.
-    """
-    inside: list[bool] = []  # per open parenthesis: is it such a call?
-    found: set[int] = set()
-    for i, (_, key, text) in enumerate(sig):
-        if text == "(":
-            inside.append(i > 0 and sig[i - 1][1] in _FROM_FUNCS)
-        elif text == ")":
-            if inside:
-                inside.pop()
-        elif key == "FROM" and inside and inside[-1]:
-            found.add(i)
-    return found
-
-
-def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Facet, ...]]:
-    """Tables named anywhere in the statement (subqueries included), and the extra facets
-    of the parts more dangerous than the head says (file reads and writes)."""
-    out: list[TableRef] = []
-    extra: list[Facet] = []
-    n = len(sig)
-    triggers = _TRIGGERS
-    positions = [i for i, t in enumerate(sig) if t[1] in triggers]
-    syntax_from: set[int] = set()
-    if any(sig[i][1] in _FROM_FUNCS for i in positions):
-        syntax_from = _syntax_from_positions(sig)
-    for i in positions:
-        kind, key, _ = sig[i]
-        if kind is not _WORD or key in _FROM_FUNCS:
-            continue
-        if key == "FROM":
-            if i in syntax_from:
-                continue
-            _table_list(sig, i + 1, out, func_ok=False)
-        elif key in ("TABLE", "VIEW"):
-            _table_list(sig, i + 1, out, rename=head == "RENAME")
-        elif key == "INTO":
-            nxt = _word_at(sig, i + 1)
-            if nxt in ("OUTFILE", "DUMPFILE"):
-                extra.append(Facet(kind=StatementKind.LOAD_OUTFILE, subkind=nxt))
-                continue
-            j = i + 2 if nxt == "TABLE" else i + 1
-            ref, _ = _table_ref(sig, j)
-            if ref is not None:
-                out.append(ref)
-        elif key == "LOAD_FILE":
-            if i + 1 < n and sig[i + 1][2] == "(":
-                extra.append(Facet(kind=StatementKind.LOAD_OUTFILE, subkind="LOAD_FILE"))
-        elif key in ("NEXTVAL", "SETVAL", "LASTVAL"):  # sequences: NEXTVAL/SETVAL write them
-            if i + 1 < n and sig[i + 1][2] == "(":
-                ref, _ = _table_ref(sig, i + 2)
-                if ref is not None:
-                    out.append(ref)
-                if key != "LASTVAL":
-                    extra.append(Facet(kind=StatementKind.UPDATE, subkind="SEQUENCE"))
-        elif key == "VALUE":  # NEXT VALUE FOR seq, PREVIOUS VALUE FOR seq
-            if i > 0 and sig[i - 1][1] in ("NEXT", "PREVIOUS") and _word_at(sig, i + 1) == "FOR":
-                ref, _ = _table_ref(sig, i + 2)
-                if ref is not None:
-                    out.append(ref)
-                if sig[i - 1][1] == "NEXT":
-                    extra.append(Facet(kind=StatementKind.UPDATE, subkind="SEQUENCE"))
-        elif key == "USING":
-            if head == "DELETE" and not (i + 1 < n and sig[i + 1][2] == "("):
-                _table_list(sig, i + 1, out)  # not JOIN ... USING (column)
-        elif key == "TABLES":
-            if head in ("LOCK", "UNLOCK"):
-                _table_list(sig, i + 1, out)
-        elif head in ("CREATE", "ALTER"):  # REFERENCES parent, LIKE template
-            ref, _ = _table_ref(sig, i + 1)
-            if ref is not None:
-                out.append(ref)
-    return out, tuple(dict.fromkeys(extra))
-
-
-def _word_at(sig: list[_Sig], i: int) -> str:
-    return sig[i][1] if i < len(sig) and sig[i][0] is _WORD else ""
 
 
 def _skip_modifiers(sig: list[_Sig], i: int, words: frozenset[str]) -> int:
