@@ -18,14 +18,13 @@ from gateway.policy.model import (
     parse_duration,
 )
 from gateway.policy.shell import ShellClassification, ShellCommand, classify_shell
-from gateway.policy.sql import (
+from gateway.policy.sql import classify_sql, normalize_sql
+from gateway.policy.sql_model import (
     Facet,
     SqlClassification,
     SqlStatement,
     StatementKind,
     TableRef,
-    classify_sql,
-    normalize_sql,
 )
 from gateway.policy.sql_tokens import SqlMode, SqlTokenError
 

@@ -24,7 +24,8 @@ that allows matches only when *every* table touched matches. Unqualified tables 
 with the request's current database; when that is unknown a ``db.table`` glob matches on the
 table name alone for deny/review rules and never for allow rules. Matching is
 case-insensitive. Program globs with a ``/`` match the path as written, others the basename;
-for deny/review a path glob also matches a bare name with the same basename. Output
+for deny/review a path glob also matches a bare name with the same basename, and for allow a
+bare-name glob matches only a program written without a path (found on PATH). Output
 redirected into a file is a part of its own, matched only by rules with ``file_writes``: an
 allow rule for ``cat`` does not allow ``cat secret > /etc/cron.d/x``.
 """
@@ -35,10 +36,11 @@ import fnmatch
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.policy.model import SEVERITY, Action, Policy, Protocol, Review, Rule, SessionKind
 from gateway.policy.shell import ShellClassification, ShellCommand
-from gateway.policy.sql import Facet, SqlClassification, SqlStatement, StatementKind
+from gateway.policy.sql_model import Facet, SqlClassification, SqlStatement, StatementKind
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +75,20 @@ class Decision:
     masking_profile: str | None = None
     statement_index: int | None = None  # which statement / command triggered it
     statement: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for the CommandDecided event."""
+        return {
+            "action": str(self.action),
+            "rule": self.rule,
+            "reason": self.reason,
+            "approver_groups": list(self.approver_groups),
+            "quorum": self.quorum,
+            "expiry_seconds": self.expiry_seconds,
+            "masking_profile": self.masking_profile,
+            "statement_index": self.statement_index,
+            "statement": self.statement,
+        }
 
 
 DEFAULT_RULE = "default"
@@ -147,7 +163,10 @@ def _tables_match(rule: Rule, stmt: SqlStatement, default_db: str | None) -> boo
 def _program_matches(rule: Rule, cmd: ShellCommand) -> bool:
     for pattern in rule.programs:
         if "/" not in pattern:
-            if _matches(pattern, cmd.name):
+            # A bare name allows only what PATH finds: ./ls or /tmp/x/ls is someone's file.
+            if _matches(pattern, cmd.name) and (
+                rule.action is not Action.ALLOW or "/" not in cmd.program
+            ):
                 return True
         elif _matches(pattern, cmd.program) or (
             rule.action is not Action.ALLOW

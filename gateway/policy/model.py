@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from gateway.policy.sql import StatementKind
+from gateway.policy.sql_model import StatementKind
 
 SCHEMA_VERSION = 1
 

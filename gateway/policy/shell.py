@@ -78,7 +78,9 @@ _DANGEROUS_ENV = frozenset(
 _RESERVED_SKIP = frozenset({"if", "then", "else", "elif", "fi", "do", "done", "while", "until",
                             "!", "{", "}", "time"})  # fmt: skip
 _NOT_UNDERSTOOD_WORDS = frozenset({"eval", "case", "esac", "function", "select", "coproc",
-                                   "trap", "alias", "source", "."})  # fmt: skip
+                                   "trap", "alias", "source", ".", "hash", "enable"})  # fmt: skip
+# Builtins that assign variables for the rest of the line: PATH=... through them counts too.
+_DECLARERS = frozenset({"export", "declare", "typeset", "readonly", "local"})
 _SEPARATORS = frozenset({";", "&", "&&", "||", "|", "|&", "(", ")", ";;"})
 _HARMLESS_TARGETS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "1", "2", "-"})
 _MAX_DEPTH = 6
@@ -254,6 +256,11 @@ def _program(
         st.fail(f"{name} runs text the gateway cannot see")
         return
     kind = _interpreter(name)
+    if name in _DECLARERS:
+        for w in words[1:]:
+            var = w.text.partition("=")[0]
+            if var in _DANGEROUS_ENV:
+                st.fail(f"{name} {var} changes what runs")
     if name in _WRAPPERS:
         _unwrap(
             name,
@@ -309,8 +316,12 @@ def _unwrap(
                 st.fail(f"assigns {var}, which changes what runs")
             j += 1
             continue
-        if name == "env" and text in ("-S", "--split-string") and j + 1 < len(words):
-            _parse(words[j + 1].text, st, depth + 1)
+        if name == "env" and (text.startswith("-S") or text.startswith("--split-string")):
+            # -S STRING, -SSTRING, --split-string STRING, --split-string=STRING
+            attached = text[2:] if text.startswith("-S") else text.partition("=")[2]
+            if not attached and j + 1 < len(words):
+                attached = words[j + 1].text
+            _parse(attached, st, depth + 1)
             return
         if name == "sudo" and text in ("-s", "-i", "--shell", "--login"):
             st.fail("sudo starts a shell")

@@ -290,7 +290,7 @@ def tokenize_shell(text: str) -> list[ShellToken]:
             i += 1
         elif c == "\\" and text.startswith("\\\n", i):
             i += 2
-        elif c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()"):
+        elif c == "#" and (i == 0 or text[i - 1] in " \t\n;&|()<>"):
             j = text.find("\n", i)
             i = n if j < 0 else j
         elif c == "\n":

@@ -9,8 +9,9 @@ classified from its leading keywords; anything not recognized is ``UNKNOWN``, an
 that hides its real text (``PREPARE``, ``EXECUTE``, ``CALL``, ``HANDLER``, ``DO``, compound
 blocks) is ``DYNAMIC``. A statement may carry extra *facets* when part of it is more dangerous
 than its head says (``INSERT ... SELECT LOAD_FILE(...)`` is also ``LOAD_OUTFILE``); the policy
-engine decides every facet. Tables are found by scanning every token for ``FROM``, ``JOIN``,
-``INTO`` and the statement-specific positions, at any nesting depth, so subqueries are covered.
+engine decides every facet. Tables come from :mod:`gateway.policy.sql_tables`.
+Results are cached per text and per statement shape (tokens with literals as ``?``): the
+classification never depends on a literal's value.
 
 We split more eagerly than the server (compound bodies are cut at their inner ``;``): each piece
 is classified on its own and a policy takes the most restrictive decision, so over-splitting can
@@ -21,91 +22,29 @@ it in the same text ``UNKNOWN``, because the server lexes them under the new mod
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from enum import StrEnum
 
+from gateway.policy.sql_model import (
+    SqlClassification,
+    SqlStatement,
+    StatementKind,
+    TableRef,
+)
+from gateway.policy.sql_tables import Sig as _Sig
+from gateway.policy.sql_tables import keywords as _words
+from gateway.policy.sql_tables import scan_tables as _scan_tables
+from gateway.policy.sql_tables import table_list as _table_list
+from gateway.policy.sql_tables import table_ref as _table_ref
+from gateway.policy.sql_tables import word_at as _word_at
 from gateway.policy.sql_tokens import (
     DEFAULT_SQL_MODE,
     SqlMode,
     SqlTokenError,
     Tok,
+    raw_shape,
     scan,
     scan_readings,
     scan_significant,
 )
-
-
-class StatementKind(StrEnum):
-    SELECT = "SELECT"
-    INSERT = "INSERT"
-    UPDATE = "UPDATE"
-    DELETE = "DELETE"
-    REPLACE = "REPLACE"
-    DDL = "DDL"
-    GRANT = "GRANT"
-    ADMIN = "ADMIN"
-    TRANSACTION = "TRANSACTION"
-    SESSION = "SESSION"
-    SHOW = "SHOW"
-    DYNAMIC = "DYNAMIC"
-    LOAD_OUTFILE = "LOAD_OUTFILE"
-    UNKNOWN = "UNKNOWN"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TableRef:
-    """A table as written: ``database`` is None when unqualified; ``name`` may be ``*``."""
-
-    database: str | None
-    name: str
-
-    def qualified(self, default_database: str | None) -> str | None:
-        db = self.database if self.database is not None else default_database
-        return None if db is None else f"{db}.{self.name}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Facet:
-    kind: StatementKind
-    subkind: str = ""
-
-    def label(self) -> str:
-        return f"{self.kind}:{self.subkind}" if self.subkind else str(self.kind)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SqlStatement:
-    """One statement: its kind (and extra facets), tables touched, and its text."""
-
-    kind: StatementKind
-    subkind: str = ""
-    extra_facets: tuple[Facet, ...] = ()
-    tables: tuple[TableRef, ...] = ()
-    text: str = ""
-    reason: str = ""  # why it is UNKNOWN or DYNAMIC, for the audit trail
-    sets_sql_mode: bool = False
-
-    def facets(self) -> tuple[Facet, ...]:
-        return (Facet(kind=self.kind, subkind=self.subkind), *self.extra_facets)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SqlClassification:
-    statements: tuple[SqlStatement, ...]
-
-    @property
-    def understood(self) -> bool:
-        return all(s.kind is not StatementKind.UNKNOWN for s in self.statements)
-
-
-# A significant token: (kind, key, text); see scan_significant.
-_Sig = tuple[Tok, str, str]
-
-
-# Words that can follow a table name without being its alias, and words that are never tables.
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
 
 # Enum member access costs a class attribute lookup each time; the hot loops use these.
 _WORD = Tok.WORD
@@ -114,19 +53,6 @@ _QIDENT = Tok.QUOTED_IDENT
 _SEMI = Tok.SEMICOLON
 _SQL_WS = " \t\n\r\x0b\x0c"
 _SEMI_TOKEN = (Tok.SEMICOLON, ";", ";")
-
-_CLAUSE_END = _words(
-    "WHERE JOIN INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN FULL OUTER ON USING GROUP "
-    "ORDER HAVING LIMIT UNION EXCEPT INTERSECT FOR LOCK INTO SET VALUES VALUE SELECT "
-    "WINDOW RETURNING PROCEDURE WITH LATERAL MINUS OFFSET FETCH DUPLICATE"
-)
-_NOT_TABLE = _words(
-    "SELECT WITH VALUES VALUE DUAL LATERAL IF OUTFILE DUMPFILE TABLE TABLES SET WHERE "
-    "JOIN ON USING INNER LEFT RIGHT CROSS NATURAL STRAIGHT_JOIN TEMPORARY ONLY IGNORE "
-    "LOW_PRIORITY QUICK DELAYED HIGH_PRIORITY"
-)
-# Inside these function calls FROM is part of the syntax, not a table list.
-_FROM_FUNCS = frozenset({"EXTRACT", "TRIM", "SUBSTRING", "SUBSTR", "POSITION", "OVERLAY", "MID"})
 
 _ADMIN_HEADS = _words(
     "SHUTDOWN KILL FLUSH INSTALL UNINSTALL RESET PURGE CHANGE STOP BINLOG CACHE OPTIMIZE "
@@ -163,140 +89,6 @@ def _split(
     return out
 
 
-def _ident(tok: _Sig) -> str | None:
-    kind, key, text = tok
-    if kind is _WORD:
-        return None if key in _NOT_TABLE else text
-    if kind is _QIDENT:
-        q = text[0]
-        return text[1:-1].replace(q + q, q)
-    return None
-
-
-def _table_ref(sig: list[_Sig], i: int, *, star: bool = False) -> tuple[TableRef | None, int]:
-    """Read ``name`` or ``db.name`` at ``i``; returns the ref (or None) and the next index."""
-    n = len(sig)
-    if i >= n:
-        return None, i
-    first = "*" if star and sig[i][2] == "*" else _ident(sig[i])
-    if first is None:
-        return None, i
-    if i + 2 < n and sig[i + 1][2] == ".":
-        second = "*" if sig[i + 2][2] == "*" else _ident(sig[i + 2])
-        if second is None and sig[i + 2][0] is _WORD:
-            second = sig[i + 2][2]  # after a dot any word is a name, reserved or not
-        if second is not None:
-            return TableRef(database=first, name=second), i + 3
-    return TableRef(database=None, name=first), i + 1
-
-
-def _table_list(
-    sig: list[_Sig], i: int, out: list[TableRef], *, func_ok: bool = True, rename: bool = False
-) -> None:
-    """Collect a comma-separated list of table references starting at ``i``.
-
-    ``func_ok=False`` (FROM, JOIN) skips ``name(`` as a table function such as JSON_TABLE.
-    """
-    n = len(sig)
-    while i < n:
-        while i < n and sig[i][2] == "(":
-            i += 1
-        while i < n and sig[i][1] in ("IF", "NOT", "EXISTS"):
-            i += 1
-        ref, j = _table_ref(sig, i)
-        if ref is not None and not (not func_ok and j < n and sig[j][2] == "("):
-            out.append(ref)
-        i = j if j > i else i + 1
-        depth = 0
-        while i < n:  # skip alias, hints, partitions up to the next list item
-            kind, key, text = sig[i]
-            if text == "(":
-                depth += 1
-            elif text == ")":
-                depth -= 1
-                if depth < 0:
-                    return
-            elif depth == 0:
-                if text == ",":
-                    i += 1
-                    break
-                if rename and kind is _WORD and key == "TO":  # RENAME TABLE a TO b
-                    ref, i = _table_ref(sig, i + 1)
-                    if ref is not None:
-                        out.append(ref)
-                    continue
-                if kind is _WORD and key in _CLAUSE_END:
-                    return
-            i += 1
-        else:
-            return
-
-
-_TRIGGERS = frozenset(
-    {"FROM", "JOIN", "USING", "TABLES", "TABLE", "VIEW", "INTO", "REFERENCES", "LIKE", "LOAD_FILE"}
-)
-
-
-def _in_from_function(sig: list[_Sig], i: int) -> bool:
-    """Is token ``i`` inside EXTRACT(... FROM ...), TRIM(... FROM ...) and the like?"""
-    depth = 0
-    for j in range(i - 1, 0, -1):
-        text = sig[j][2]
-        if text == ")":
-            depth += 1
-        elif text == "(":
-            if depth == 0:
-                return sig[j - 1][1] in _FROM_FUNCS
-            depth -= 1
-    return False
-
-
-def _scan_tables(sig: list[_Sig], head: str) -> tuple[list[TableRef], tuple[Facet, ...]]:
-    """Tables named anywhere in the statement (subqueries included), and the extra facets
-    of the parts more dangerous than the head says (file reads and writes)."""
-    out: list[TableRef] = []
-    extra: list[Facet] = []
-    n = len(sig)
-    triggers = _TRIGGERS
-    for i in [i for i, t in enumerate(sig) if t[1] in triggers]:
-        kind, key, _ = sig[i]
-        if kind is not _WORD:
-            continue
-        if key in ("FROM", "JOIN"):
-            if key == "FROM" and _in_from_function(sig, i):
-                continue
-            _table_list(sig, i + 1, out, func_ok=False)
-        elif key in ("TABLE", "VIEW"):
-            _table_list(sig, i + 1, out, rename=head == "RENAME")
-        elif key == "INTO":
-            nxt = _word_at(sig, i + 1)
-            if nxt in ("OUTFILE", "DUMPFILE"):
-                extra.append(Facet(kind=StatementKind.LOAD_OUTFILE, subkind=nxt))
-                continue
-            j = i + 2 if nxt == "TABLE" else i + 1
-            ref, _ = _table_ref(sig, j)
-            if ref is not None:
-                out.append(ref)
-        elif key == "LOAD_FILE":
-            if i + 1 < n and sig[i + 1][2] == "(":
-                extra.append(Facet(kind=StatementKind.LOAD_OUTFILE, subkind="LOAD_FILE"))
-        elif key == "USING":
-            if head == "DELETE" and not (i + 1 < n and sig[i + 1][2] == "("):
-                _table_list(sig, i + 1, out)  # not JOIN ... USING (column)
-        elif key == "TABLES":
-            if head in ("LOCK", "UNLOCK"):
-                _table_list(sig, i + 1, out)
-        elif head in ("CREATE", "ALTER"):  # REFERENCES parent, LIKE template
-            ref, _ = _table_ref(sig, i + 1)
-            if ref is not None:
-                out.append(ref)
-    return out, tuple(dict.fromkeys(extra))
-
-
-def _word_at(sig: list[_Sig], i: int) -> str:
-    return sig[i][1] if i < len(sig) and sig[i][0] is _WORD else ""
-
-
 def _skip_modifiers(sig: list[_Sig], i: int, words: frozenset[str]) -> int:
     while i < len(sig) and sig[i][0] is _WORD and sig[i][1] in words:
         i += 1
@@ -331,6 +123,22 @@ def _object_word(sig: list[_Sig], i: int) -> str:
     return ""
 
 
+# Heads whose kind needs no further look (the common statements: one dictionary lookup).
+_PLAIN_HEADS: dict[str, tuple[StatementKind, str, str]] = {
+    "SELECT": (StatementKind.SELECT, "", ""),
+    "VALUES": (StatementKind.SELECT, "", ""),
+    "TABLE": (StatementKind.SELECT, "", ""),
+    "INSERT": (StatementKind.INSERT, "", ""),
+    "UPDATE": (StatementKind.UPDATE, "", ""),
+    "DELETE": (StatementKind.DELETE, "", ""),
+    "REPLACE": (StatementKind.REPLACE, "", ""),
+    "COMMIT": (StatementKind.TRANSACTION, "COMMIT", ""),
+    "ROLLBACK": (StatementKind.TRANSACTION, "ROLLBACK", ""),
+    "USE": (StatementKind.SESSION, "USE", ""),
+    "SHOW": (StatementKind.SHOW, "SHOW", ""),
+}
+
+
 def _classify_verb(sig: list[_Sig], i: int) -> tuple[StatementKind, str, str]:
     """(kind, subkind, reason) for the statement whose first keyword is at ``i``."""
     n = len(sig)
@@ -341,8 +149,9 @@ def _classify_verb(sig: list[_Sig], i: int) -> tuple[StatementKind, str, str]:
         return K.UNKNOWN, "", "statement does not start with a keyword"
     if i + 1 < n and sig[i + 1][2] == ":" and head not in _DML_VERBS:
         return K.DYNAMIC, "COMPOUND", "labelled compound statement"
-    if head in ("SELECT", "VALUES", "TABLE"):
-        return K.SELECT, "", ""
+    plain = _PLAIN_HEADS.get(head)
+    if plain is not None:
+        return plain
     if head == "WITH":
         m = _main_verb(sig, i)
         if m == i:
@@ -468,7 +277,8 @@ def _classify_statement(sig: list[_Sig], text: str) -> SqlStatement:
     n = len(sig)
     while i < n and sig[i][2] == "(":
         i += 1
-    if _word_at(sig, i) == "SET" and _word_at(sig, i + 1) == "STATEMENT":
+    head = _word_at(sig, i)
+    if head == "SET" and _word_at(sig, i + 1) == "STATEMENT":
         # MariaDB SET STATEMENT var=value[, ...] FOR <statement>: the inner statement runs.
         depth = 0
         for j in range(i + 2, n):
@@ -491,9 +301,9 @@ def _classify_statement(sig: list[_Sig], text: str) -> SqlStatement:
             kind=StatementKind.UNKNOWN, text=text, reason="SET STATEMENT without FOR"
         )
     kind, subkind, reason = _classify_verb(sig, i)
-    if _word_at(sig, i) == "WITH":
+    if head == "WITH":
         i = _main_verb(sig, i)
-    head = _word_at(sig, i)
+        head = _word_at(sig, i)
     tables, extra = _scan_tables(sig, head)
     if head in ("UPDATE", "HANDLER", "TRUNCATE"):
         _table_list(sig, _skip_modifiers(sig, i + 1, _TABLE_LIST_MODS), tables)
@@ -547,8 +357,38 @@ def classify_sql(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlClassificati
     return classify_sql_uncached(text, mode)
 
 
+# One-statement texts without comment markers are looked up by their raw shape first (see
+# raw_shape): the common statement costs a findall, a short loop and a dictionary lookup.
+_RAW_SHAPES: dict[tuple[bool, bool, tuple[str, ...]], SqlStatement] = {}
+
+
 def classify_sql_uncached(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlClassification:
-    """:func:`classify_sql` without the cache (benchmarks measure this one)."""
+    """:func:`classify_sql` without the per-text cache (benchmarks measure this one)."""
+    shape = raw_shape(text, mode)
+    if shape is None:
+        return _classify_full(text, mode)
+    key = (mode.ansi_quotes, mode.no_backslash_escapes, shape)
+    known = _RAW_SHAPES.get(key)
+    if known is None:
+        result = _classify_full(text, mode)
+        if len(result.statements) == 1:
+            if len(_RAW_SHAPES) >= _SHAPES_MAX:
+                _RAW_SHAPES.clear()
+            _RAW_SHAPES[key] = result.statements[0]
+        return result
+    stmt = SqlStatement(
+        kind=known.kind,
+        subkind=known.subkind,
+        extra_facets=known.extra_facets,
+        tables=known.tables,
+        text=text.strip(_SQL_WS),
+        reason=known.reason,
+        sets_sql_mode=known.sets_sql_mode,
+    )
+    return SqlClassification(statements=(stmt,))
+
+
+def _classify_full(text: str, mode: SqlMode) -> SqlClassification:
     try:
         readings = [_split(text, mode, toks, starts) for toks, starts in scan_readings(text, mode)]
     except SqlTokenError as exc:
@@ -556,10 +396,16 @@ def classify_sql_uncached(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> SqlCla
             statements=(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason=str(exc)),)
         )
     out = _classify_reading(readings[0])
+    seen = set(out)
     for pieces in readings[1:]:  # other readings add what the first does not already have
-        out += [stmt for stmt in _classify_reading(pieces) if stmt not in out]
+        for stmt in _classify_reading(pieces):
+            if stmt not in seen:
+                seen.add(stmt)
+                out.append(stmt)
     if not out:
-        out.append(SqlStatement(kind=StatementKind.UNKNOWN, text=text, reason="empty"))
+        out.append(
+            SqlStatement(kind=StatementKind.UNKNOWN, text=text.strip(_SQL_WS), reason="empty")
+        )
     return SqlClassification(statements=tuple(out))
 
 
@@ -576,10 +422,42 @@ def _classify_reading(pieces: list[tuple[list[_Sig], str]]) -> list[SqlStatement
                 )
             )
             continue
-        stmt = _classify_statement(sig, stmt_text)
+        stmt = _classify_shaped(sig, stmt_text)
         mode_changed = stmt.sets_sql_mode
         out.append(stmt)
     return out
+
+
+# Classification depends on the statement's shape only (its tokens with literals as "?"), so
+# results are kept per shape: real traffic repeats a few shapes with different literals.
+_SHAPES: dict[tuple[str, ...], SqlStatement] = {}
+_SHAPES_MAX = 4096
+_LITERALS = frozenset({Tok.STRING, Tok.NUMBER, Tok.PLACEHOLDER})
+
+
+def _shape(sig: list[_Sig]) -> tuple[str, ...]:
+    """Keys with literals replaced by ``?``: also the words of :func:`normalize_sql`."""
+    literals = _LITERALS
+    return tuple([t[1] if t[0] not in literals else "?" for t in sig])
+
+
+def _classify_shaped(sig: list[_Sig], text: str) -> SqlStatement:
+    shape = _shape(sig)
+    known = _SHAPES.get(shape)
+    if known is None:
+        known = _classify_statement(sig, "")
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()  # crude bound; a miss only costs a classification
+        _SHAPES[shape] = known
+    return SqlStatement(
+        kind=known.kind,
+        subkind=known.subkind,
+        extra_facets=known.extra_facets,
+        tables=known.tables,
+        text=text,
+        reason=known.reason,
+        sets_sql_mode=known.sets_sql_mode,
+    )
 
 
 _classify_cached = functools.lru_cache(maxsize=4096)(classify_sql_uncached)
@@ -591,7 +469,4 @@ def normalize_sql(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> str:
 
     Raises :class:`SqlTokenError` when the text cannot be tokenized.
     """
-    parts: list[str] = []
-    for kind, key, _ in scan_significant(text, mode):
-        parts.append("?" if kind in (Tok.STRING, Tok.NUMBER, Tok.PLACEHOLDER) else key)
-    return " ".join(parts)
+    return " ".join(_shape(scan_significant(text, mode)))

@@ -90,23 +90,29 @@ _TAIL = (
     r"|(?P<EXEC>/\*M?!(?P<VER>\d{5}\d?)?)"
     r"|(?P<BLOCK>/\*.*?\*/)"
     r"|(?P<CLOSE>\*/)"
-    r"|(?P<BTICK>`(?:[^`]+|``)*`)"
-    rf"|(?P<VAR>@@?(?:[{_IDENT_CHARS}.]+|`(?:[^`]+|``)*`|'(?:[^'\\]+|\\.|'')*'"
-    r"|\"(?:[^\"\\]+|\\.|\"\")*\")?)"
+    r"|(?P<BTICK>{btick})"
+    rf"|(?P<VAR>@@?(?:[{_IDENT_CHARS}.]+|{{btick}}|{{single}}|{{double}})?)"
     r"|(?P<PH>\?)"
     r"|(?P<SEMI>;)"
     r"|(?P<OP><=>|->>|<<|>>|<=|>=|<>|!=|:=|\|\||&&|->|.)"
 )
-_SQ_ESC = r"|(?P<SQ>'(?:[^'\\]+|\\.|'')*')"
-_SQ_RAW = r"|(?P<SQ>'(?:[^']+|'')*')"
-_DQ_ESC = r"|(?P<DQ>\"(?:[^\"\\]+|\\.|\"\")*\")"
-_DQ_RAW = r"|(?P<DQ>\"(?:[^\"]+|\"\")*\")"
+# Quoted text. Every repetition is possessive (*+, ++): when a quote is never closed the match
+# fails at once instead of trying every way to split the text (catastrophic backtracking would
+# let one crafted query stall the gateway). Possessive is also what the server does: its lexer
+# never reconsiders a doubled quote or an escape.
+_BTICK = r"`(?:[^`]++|``)*+`"
+_SQ_ESC = r"'(?:[^'\\]++|\\.|'')*+'"
+_SQ_RAW = r"'(?:[^']++|'')*+'"
+_DQ_ESC = r'"(?:[^"\\]++|\\.|"")*+"'
+_DQ_RAW = r'"(?:[^"]++|"")*+"'
 
 
 def _compile(single: str, double: str) -> re.Pattern[str]:
     # An unterminated quote fails its own alternative and falls through to OP's "." where
     # the scanner reports it, rather than becoming punctuation.
-    return re.compile(_HEAD + single + double + _TAIL, re.DOTALL)
+    tail = _TAIL.replace("{btick}", _BTICK).replace("{single}", single)
+    tail = tail.replace("{double}", double)
+    return re.compile(f"{_HEAD}|(?P<SQ>{single})|(?P<DQ>{double}){tail}", re.DOTALL)
 
 
 # Under ANSI_QUOTES a "..." is an identifier: backslash is not an escape there even when
@@ -252,10 +258,11 @@ def scan_significant(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> list[tuple[
     )
     out: list[tuple[Tok, str, str]] = []
     append = out.append
+    ascii_text = text.isascii()
     for value in _SIGNIFICANT_PATTERNS[key].findall(text.strip(_WS)):
         kind = first_kind.get(value[0], word)
         if kind is word:
-            append((word, value.upper() if value.isascii() else value, value))
+            append((word, value.upper() if ascii_text or value.isascii() else value, value))
             continue
         if kind is operator:
             if value[0] == "-" and value.startswith("--"):
@@ -322,6 +329,40 @@ def scan_readings(
     return readings
 
 
+_LITERAL_START = frozenset("'\"0123456789.?;`")
+
+
+def raw_shape(text: str, mode: SqlMode = DEFAULT_SQL_MODE) -> tuple[str, ...] | None:
+    """The exact tokens of a one-statement, comment-marker-free text with literals as ``?``.
+
+    Two texts with the same raw shape differ only in literal values, so they classify the
+    same. None when the text is not that simple (``/*``, ``*/``, ``;``, an unterminated
+    quote): the caller takes the full path. Tokens are kept as written (case, comments), so
+    the shape is exact; it costs one ``findall`` and a short loop.
+    """
+    if "/*" in text or "*/" in text:
+        return None
+    ansi = mode.ansi_quotes
+    special = _LITERAL_START
+    out: list[str] = []
+    append = out.append
+    for value in _SIGNIFICANT_PATTERNS[(ansi, mode.no_backslash_escapes)].findall(text.strip(_WS)):
+        c = value[0]
+        if c not in special:
+            append(value)
+        elif len(value) == 1 and c in "'\"`;":
+            return None  # unterminated quote, or a statement separator
+        elif c == "'" or (c == '"' and not ansi) or c == "?":
+            append("?")
+        elif c in '`"':
+            append(value)
+        elif value.isdigit() or (value != "." and _NUMBER.fullmatch(value) is not None):
+            append("?")
+        else:
+            append(value)
+    return tuple(out)
+
+
 def _raise_positioned(text: str, mode: SqlMode) -> None:
     scan(text, mode)  # raises with the exact position
     raise SqlTokenError("unterminated quote", position=0)  # not reached: scan agrees
@@ -333,7 +374,7 @@ _FLAT_PATTERNS = {
 # Leading whitespace folded into each match; the text is stripped first so that every match
 # ends in a token. Stripping is safe: "--" at the very end is a comment as "-- " is.
 _SIGNIFICANT_PATTERNS = {
-    k: re.compile(f"[{_WS}]*({p.pattern})", re.DOTALL) for k, p in _FLAT_PATTERNS.items()
+    k: re.compile(f"[{_WS}]*+({p.pattern})", re.DOTALL) for k, p in _FLAT_PATTERNS.items()
 }
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 _FIRST_KIND: dict[str, Tok] = {chr(c): Tok.OPERATOR for c in range(128)}

@@ -7,7 +7,9 @@ then checks that the classification says the same or something stricter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -16,10 +18,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymysql.constants import CLIENT
 
-from gateway.policy import SqlMode, StatementKind, classify_sql, normalize_sql
+from gateway.policy import (
+    Action,
+    CommandRequest,
+    Protocol,
+    SqlMode,
+    StatementKind,
+    classify_sql,
+    decide,
+    load_policy,
+    normalize_sql,
+)
 from gateway.policy.sql_tokens import DEFAULT_SQL_MODE, Tok, tokenize
 
 pytestmark = pytest.mark.mariadb
+
+_EVASION_POLICY = load_policy(
+    (Path(__file__).resolve().parents[2] / "fixtures" / "policies" / "evasion.toml").read_text()
+)
 
 DB = "wg_classifier_test"
 ER_NO_SUCH_TABLE = 1146
@@ -266,6 +282,8 @@ def test_delimiter_is_a_client_command(db: Any) -> None:
         ("DELETE t FROM t JOIN victim USING (a)", {"t", "victim"}),
         ("WITH c AS (SELECT a FROM victim) SELECT * FROM c", {"victim", "c"}),
         ("SET @x = (SELECT COUNT(*) FROM victim)", {"victim"}),
+        ("SELECT * FROM {OJ victim LEFT OUTER JOIN t ON t.a = victim.a}", {"t", "victim"}),
+        ("SELECT * FROM (SELECT a FROM t WHERE 1) AS x, victim", {"t", "victim"}),
     ],
 )
 def test_tables_touched_match_what_the_server_needs(db: Any, text: str, touched: set[str]) -> None:
@@ -339,3 +357,37 @@ def _reconnect_if_needed(conn: pymysql.connections.Connection[Any]) -> None:
     except pymysql.err.MySQLError:
         conn.connect()
     conn.select_db(DB)
+
+
+_ATTACK_FRAGMENTS = [
+    *_FRAGMENTS,
+    "DROP TABLE victim",
+    "DROP TABLE victim",
+    "; DROP TABLE victim",
+    "*/ DROP TABLE victim",
+]
+
+
+@settings(
+    max_examples=int(os.environ.get("WG_ORACLE_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(st.lists(st.sampled_from(_ATTACK_FRAGMENTS), min_size=1, max_size=8))
+def test_whenever_the_server_drops_the_classifier_saw_it(db: Any, parts: list[str]) -> None:
+    """The oracle: if the server really dropped the table, the text was never allowed."""
+    text = "".join(parts)
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS victim (a INT)")
+    try:
+        run(db, text)
+    except pymysql.err.MySQLError:
+        _reconnect_if_needed(db)
+    if exists(db, "victim"):
+        return
+    request = CommandRequest(
+        subject="a", target="db", protocol=Protocol.MYSQL, sql=classify_sql(text)
+    )
+    decision = decide(_EVASION_POLICY, request)
+    assert decision.action is not Action.ALLOW, (text, decision)
+    assert kinds(text) & {"DDL:DROP", "UNKNOWN"}, text

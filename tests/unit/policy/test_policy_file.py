@@ -76,7 +76,7 @@ def test_demo_policy_has_what_the_demo_needs() -> None:
     policy = load_policy((FIXTURES / "demo.toml").read_text())
     assert policy.masking_profile and policy.unknown is Action.REVIEW
     assert any(r.action is Action.DENY and "DDL:DROP" in r.statements for r in policy.rules)
-    hold = [r for r in policy.rules if r.tables == ("payments.*",)][0]
+    hold = next(r for r in policy.rules if r.tables == ("payments.*",))
     assert (
         hold.action is Action.REVIEW and hold.review and hold.review.approver_groups == ("oncall",)
     )

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.policy import SqlMode, StatementKind, classify_sql, normalize_sql
-from gateway.policy.sql import classify_sql_uncached
+from gateway.policy.sql import (
+    _classify_full,
+    _classify_shaped,
+    _classify_statement,
+    _split,
+    classify_sql_uncached,
+)
+from gateway.policy.sql_tokens import scan_readings
 
 
 def labels(text: str) -> list[str]:
@@ -112,6 +119,9 @@ def test_kinds(text: str, expected: list[str]) -> None:
         ("SELECT * FROM t INTO OUTFILE '/tmp/x'", "LOAD_OUTFILE:OUTFILE"),
         ("SELECT a INTO DUMPFILE '/tmp/x' FROM t", "LOAD_OUTFILE:DUMPFILE"),
         ("INSERT INTO t SELECT LOAD_FILE('/etc/passwd')", "LOAD_OUTFILE:LOAD_FILE"),
+        ("SELECT NEXTVAL(sq)", "UPDATE:SEQUENCE"),
+        ("SELECT SETVAL(sq, 100)", "UPDATE:SEQUENCE"),
+        ("SELECT NEXT VALUE FOR sq", "UPDATE:SEQUENCE"),
     ],
 )
 def test_dangerous_parts_add_facets(text: str, facet: str) -> None:
@@ -166,6 +176,15 @@ def test_select_into_variable_is_a_plain_read() -> None:
         ("WITH c AS (SELECT * FROM a) UPDATE b JOIN c SET b.x = 1", {"a", "b", "c"}),
         ("SET @x = (SELECT s FROM secret)", {"secret"}),
         ("SELECT * FROM t WHERE a = 'FROM x'", {"t"}),
+        ("SELECT * FROM (SELECT 1 FROM c WHERE 1) AS x, b", {"c", "b"}),
+        ("SELECT * FROM a JOIN b ON a.x = b.x, c", {"a", "b", "c"}),
+        ("SELECT * FROM a STRAIGHT_JOIN b", {"a", "b"}),
+        ("SELECT * FROM (a JOIN b ON 1), (c)", {"a", "b", "c"}),
+        ("SELECT * FROM a NATURAL LEFT OUTER JOIN b CROSS JOIN c", {"a", "b", "c"}),
+        ("SELECT * FROM a LIMIT 1, 2", {"a"}),
+        ("SELECT * FROM a ORDER BY x, y", {"a"}),
+        ("SELECT * FROM {OJ p.s LEFT OUTER JOIN a ON 1}", {"p.s", "a"}),
+        ("SELECT NEXTVAL(d.sq), LASTVAL(s2), NEXT VALUE FOR s3", {"d.sq", "s2", "s3"}),
     ],
 )
 def test_tables(text: str, expected: set[str]) -> None:
@@ -235,3 +254,42 @@ def test_cache_returns_equal_results() -> None:
 def test_classifier_never_raises(text: str, ansi: bool) -> None:
     result = classify_sql(text, SqlMode(ansi_quotes=ansi))
     assert result.statements
+
+
+_LITERAL_VARIANTS = ["1", "'DROP TABLE x'", '"; DELETE FROM y"', "0x44524f50", "?", "-5e3", "'('"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            "SELECT * FROM t WHERE a = {0}",
+            "UPDATE t SET a = {0} WHERE b IN ({0}, {0})",
+            "INSERT INTO d.t (a) VALUES ({0})",
+            "SET GLOBAL x = {0}",
+            "SELECT {0} INTO OUTFILE {0}",
+            "DROP TABLE IF EXISTS t{0}",
+            "CREATE TABLE t (a INT DEFAULT {0})",
+            "SELECT LOAD_FILE({0}) FROM t",
+            "GRANT SELECT ON d.* TO {0}",
+        ]
+    ),
+    st.lists(st.sampled_from(_LITERAL_VARIANTS), min_size=2, max_size=2),
+)
+def test_shape_cache_agrees_with_direct_classification(template: str, literals: list[str]) -> None:
+    # Warm the shape cache with one literal, then classify another with the same shape.
+    for literal in literals:
+        text = template.format(literal)
+        for toks, starts in scan_readings(text):
+            for sig, stmt_text in _split(text, SqlMode(), toks, starts):
+                assert _classify_shaped(sig, stmt_text) == _classify_statement(sig, stmt_text)
+        assert classify_sql_uncached(text) == _classify_full(text, SqlMode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="sElEcT fromab1'\"`?.;-#\n()=*", max_size=40), st.booleans())
+def test_raw_shape_cache_agrees_with_full_classification(text: str, ansi: bool) -> None:
+    mode = SqlMode(ansi_quotes=ansi)
+    twin = "".join("7" if c == "1" else c for c in text)  # same shape if 1 only sits in literals
+    classify_sql_uncached(twin, mode)  # may warm the cache with the twin's shape
+    assert classify_sql_uncached(text, mode) == _classify_full(text, mode)
