@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from gateway.masking import MaskingConfigError, MaskingProfile, profile_from_dict
 from gateway.policy.sql_model import StatementKind
 
 SCHEMA_VERSION = 1
@@ -117,6 +118,9 @@ class Policy:
     review: Review | None = None  # approvers for default/unknown review and rules without
     masking_profile: str | None = None  # applied to allowed commands whose rule names none
     name: str = ""
+    masking_profiles: Mapping[str, MaskingProfile] = field(default_factory=dict)
+    """``[masking.profiles.NAME]`` tables (see gateway/masking/README.md); rules name them.
+    Built in: ``default`` (every detector) and ``none`` (no masking of MySQL results)."""
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:
@@ -128,6 +132,10 @@ class Policy:
         """JSON-able form, for storing in events; :meth:`from_dict` reads it back."""
         out: dict[str, Any] = {"version": SCHEMA_VERSION, "policy": _policy_header(self)}
         out["rule"] = [_rule_dict(r) for r in self.rules]
+        if self.masking_profiles:
+            out["masking"] = {
+                "profiles": {name: p.to_dict() for name, p in self.masking_profiles.items()}
+            }
         return out
 
     @classmethod
@@ -366,7 +374,7 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
     version = data.get("version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise PolicyError(f"unsupported policy version {version!r}", field="version")
-    unknown_top = sorted(set(data) - {"version", "policy", "rule"})
+    unknown_top = sorted(set(data) - {"version", "policy", "rule", "masking"})
     if unknown_top:
         raise PolicyError(f"unknown top-level key(s) {', '.join(unknown_top)}")
     header = data.get("policy", {})
@@ -396,11 +404,49 @@ def policy_from_mapping(data: Mapping[str, Any]) -> Policy:
             raise PolicyError(exc.message, rule=exc.rule, field=exc.field, index=i) from None
         if any(rule.name == rules[-1].name for rule in rules[:-1]):
             raise PolicyError("duplicate rule name", rule=rules[-1].name, field="name", index=i)
-    return Policy(
+    profiles = _masking_profiles(data.get("masking", {}))
+    policy = Policy(
         rules=tuple(rules),
         default=default,
         unknown=unknown,
         review=review,
         masking_profile=_optional_str(header, "masking_profile", None),
         name=str(header.get("name", "")),
+        masking_profiles=profiles,
     )
+    known = set(profiles) | BUILTIN_PROFILES
+    for where, name in [("policy", policy.masking_profile)] + [
+        (r.name, r.masking_profile) for r in policy.rules
+    ]:
+        if name is not None and name not in known:
+            raise PolicyError(
+                f"masking_profile {name!r} is not defined ([masking.profiles.{name}])",
+                rule=None if where == "policy" else where,
+                field="masking_profile",
+            )
+    return policy
+
+
+BUILTIN_PROFILES = frozenset({"default", "none"})
+
+
+def _masking_profiles(section: object) -> dict[str, MaskingProfile]:
+    if not isinstance(section, Mapping):
+        raise PolicyError("[masking] must be a table", field="masking")
+    unknown = sorted(set(section) - {"profiles"})
+    if unknown:
+        raise PolicyError(f"unknown field(s) {', '.join(unknown)} in [masking]", field="masking")
+    tables = section.get("profiles", {})
+    if not isinstance(tables, Mapping):
+        raise PolicyError("[masking.profiles] must hold tables", field="masking")
+    out: dict[str, MaskingProfile] = {}
+    for name, table in tables.items():
+        if name in BUILTIN_PROFILES:
+            raise PolicyError(f"masking profile {name!r} is built in", field="masking")
+        if not isinstance(table, Mapping):
+            raise PolicyError(f"[masking.profiles.{name}] must be a table", field="masking")
+        try:
+            out[name] = profile_from_dict(table, name=name)
+        except MaskingConfigError as exc:
+            raise PolicyError(str(exc), field="masking") from None
+    return out

@@ -23,6 +23,10 @@ from gateway.policy import (
 
 POLICY = load_policy(
     """
+[masking.profiles.base]
+[masking.profiles.strict]
+detectors = "all"
+
 [policy]
 default = "deny"
 unknown = "review"

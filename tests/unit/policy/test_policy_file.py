@@ -46,6 +46,9 @@ statements = ["UPDATE"]
 approver_groups = ["dba", "oncall"]
 quorum = 2
 expiry = "1h30m"
+
+[masking.profiles.pii]
+detectors = ["card", "ssn", "email"]
 """
 
 
