@@ -13,4 +13,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.policy",
     "gateway.commands.approvals",
     "gateway.commands.demo",
+    "gateway.commands.replay",
 )
