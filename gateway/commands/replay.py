@@ -80,11 +80,13 @@ def _protocol(rec: Recording, others: list[Any]) -> str:
     return "ssh" if rec.chunks else "mysql"
 
 
-def _transcript(rec: Recording, others: list[Any], start_ms: int) -> Iterator[Item]:
+def _transcript(
+    rec: Recording, others: list[Any], start_ms: int, from_version: int
+) -> Iterator[Item]:
     """Transcript lines of the non-output events, at their times."""
     for event in others:
         offset = rec.offset_of(event.at)
-        if offset < start_ms:
+        if offset < start_ms or event.originator_version < from_version:
             continue
         for line in describe(event):
             text = line.text.replace("\n", "\r\n")
@@ -102,26 +104,33 @@ def _output(frames: Iterator[Frame]) -> Iterator[Item]:
 
 
 def playback(
-    store: EventStore, session_id: uuid.UUID, start_ms: int = 0
-) -> tuple[Recording, bytes, Iterator[Item]]:
-    """(recording, screen to paint first, items after ``start_ms`` in time order)."""
+    store: EventStore, session_id: uuid.UUID, start_ms: int = 0, *, from_command: int | None = None
+) -> tuple[Recording, bytes, Iterator[Item], int]:
+    """(recording, screen to paint first, items in time order, start ms).
+
+    Items start after ``start_ms``, or at command ``from_command`` (transcripts start at its
+    event: statements often share a millisecond; terminals at its time).
+    """
     rec = Recording.open(store, session_id)
     others = rec.other_events()
+    from_version = 0
+    if from_command is not None:
+        command = next(
+            (e for e in others if isinstance(e, Session.CommandReceived) and e.seq == from_command),
+            None,
+        )
+        if command is None:
+            raise UserError(f"session {short_id(session_id)} has no command {from_command}")
+        start_ms = max(0, rec.offset_of(command.at) - 1)
+        from_version = command.originator_version
     if rec.pty:
         screen = rec.screen_at(start_ms).to_ansi().encode() if start_ms else b""
-        return rec, screen, _output(rec.frames(start_ms))
+        return rec, screen, _output(rec.frames(start_ms)), start_ms
     items = sorted(
-        [*_transcript(rec, others, start_ms), *_output(rec.frames(start_ms))],
+        [*_transcript(rec, others, start_ms, from_version), *_output(rec.frames(start_ms))],
         key=lambda i: i.offset_ms,
     )
-    return rec, b"", iter(items)
-
-
-def command_offset(rec: Recording, n: int) -> int:
-    for e in rec.other_events():
-        if isinstance(e, Session.CommandReceived) and e.seq == n:
-            return max(0, rec.offset_of(e.at) - 1)
-    raise UserError(f"session {short_id(rec.session_id)} has no command {n}")
+    return rec, b"", iter(items), start_ms
 
 
 def play(
@@ -150,7 +159,7 @@ def play(
 
 def export_asciicast(store: EventStore, session_id: uuid.UUID, path: str | Path) -> int:
     """Write the session as an asciicast v2 file; returns the number of events written."""
-    rec, _, items = playback(store, session_id)
+    rec, _, items, _ = playback(store, session_id)
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     events: list[list[Any]] = []
     width = rec.columns
@@ -194,9 +203,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"wrote {count} events to {args.asciicast}")
             return 0
         start = parse_time(args.at) if args.at else 0
-        if args.from_command is not None:
-            start = command_offset(Recording.open(store, session_id), args.from_command)
-        _, screen, items = playback(store, session_id, start)
+        _, screen, items, start = playback(store, session_id, start, from_command=args.from_command)
         out = sys.stdout.buffer
         out.write(screen)
         play(items, out, speed=args.speed, idle_limit=args.idle_limit, start_ms=start)
