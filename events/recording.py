@@ -27,6 +27,9 @@ defers everything else to pyte, with identical results (a property test compares
 from __future__ import annotations
 
 import bisect
+import re
+import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +37,7 @@ from typing import Any
 
 import pyte
 from pyte import charsets, modes
-from pyte.screens import Char, Cursor, Margins, Savepoint
+from pyte.screens import Char, Cursor, Margins, Savepoint, wcwidth
 
 from events.domain import JSON, DomainEvent, RecordingIndex, Session
 from events.store import EventStore
@@ -91,15 +94,27 @@ class FastScreen(pyte.Screen):
 
     def draw(self, data: str) -> None:
         text = data.translate(self.g1_charset if self.charset else self.g0_charset)
-        cursor = self.cursor
-        columns = self.columns
-        if (
-            not (text.isascii() and text.isprintable())
-            or modes.IRM in self.mode
-            or not 0 <= cursor.x <= columns
-        ):
+        if modes.IRM in self.mode or not 0 <= self.cursor.x <= self.columns:
             super().draw(data)
             return
+        # Translation maps one character to one, so ``data`` and ``text`` share indices:
+        # pyte gets the untranslated piece, as it would have.
+        pos = 0
+        for run in _PRINTABLE_ASCII.finditer(text):
+            if run.start() > pos:
+                if any(_stops_drawing(c) for c in text[pos : run.start()]):
+                    super().draw(data[pos:])  # pyte drops the rest of the text there
+                    return
+                super().draw(data[pos : run.start()])
+            self._draw_ascii(run.group())
+            pos = run.end()
+        if pos < len(text):
+            super().draw(data[pos:])
+
+    def _draw_ascii(self, text: str) -> None:
+        """pyte's ``draw`` for printable ASCII (width 1 each), a line's slice at a time."""
+        cursor = self.cursor
+        columns = self.columns
         attrs = cursor.attrs
         glyphs = self._glyphs.get(attrs)
         if glyphs is None:
@@ -119,14 +134,24 @@ class FastScreen(pyte.Screen):
                 else:
                     cursor.x -= 1
             take = min(columns - cursor.x, n - i)
-            line = self.buffer[cursor.y]
             x = cursor.x
-            for char in text[i : i + take]:
-                line[x] = glyphs[char]
-                x += 1
-            cursor.x = min(x, columns)
+            self.buffer[cursor.y].update(
+                zip(range(x, x + take), map(glyphs.__getitem__, text[i : i + take]), strict=True)
+            )
+            cursor.x = min(x + take, columns)
             i += take
         self.dirty.add(cursor.y)
+
+
+_PRINTABLE_ASCII = re.compile("[\x20-\x7e]+")
+_PLAIN_CSI = re.compile("\x1b\\[([0-9;]*)([@A-Za-z`])")
+_CSI_METHODS: dict[str, str] = dict(pyte.Stream.csi)
+
+
+def _stops_drawing(char: str) -> bool:
+    """pyte's ``draw`` stops at a character of negative width or a zero-width non-combining."""
+    width = wcwidth(char)
+    return width < 0 or (width == 0 and not unicodedata.combining(char))
 
 
 _FLAGS = ("bold", "italics", "underscore", "strikethrough", "reverse", "blink")
@@ -172,7 +197,33 @@ class Terminal:
         self.stream = pyte.ByteStream(self.screen)
 
     def feed(self, data: bytes) -> None:
-        self.stream.feed(data)
+        """``ByteStream.feed``, with plain CSI sequences dispatched without the parser.
+
+        pyte's parser is a generator fed one character at a time; colors and cursor moves
+        (``ESC [ 1;31 m``, ``ESC [ 5;10 H``) are most of a busy terminal's escapes. Where the
+        parser is in its ground state such a sequence is decoded here exactly as pyte does
+        (empty parameter 0, at most 9999) and the same screen method is called; anything
+        else, or any sequence met while the parser is inside another one, goes to pyte.
+        """
+        stream = self.stream
+        text = stream.utf8_decoder.decode(data) if stream.use_utf8 else "".join(map(chr, data))
+        plain = pyte.Stream.feed
+        screen = self.screen
+        pos = 0
+        for match in _PLAIN_CSI.finditer(text):
+            method = _CSI_METHODS.get(match.group(2))
+            if method is None:
+                continue
+            if match.start() > pos:
+                plain(stream, text[pos : match.start()])
+            if stream._taking_plain_text:
+                params = [min(int(p or 0), 9999) for p in match.group(1).split(";")]
+                getattr(screen, method)(*params)
+            else:
+                plain(stream, match.group())
+            pos = match.end()
+        if pos < len(text):
+            plain(stream, text[pos:])
 
     def resize(self, columns: int, lines: int) -> None:
         self.screen.resize(lines, columns)
@@ -331,6 +382,33 @@ def _sgr(c: Char) -> str:
     return f"\x1b[{';'.join(codes)}m"
 
 
+class KeyframeSpacing:
+    """When to keep a keyframe: at ground state, after ``cpu_ms`` of rendering or
+    ``max_bytes`` of output since the last one.
+
+    Spacing by rendering time bounds what a seek costs whatever the output is like (plain
+    text renders several times faster than escape-heavy redraws); the byte bound keeps
+    keyframes coming on fast machines.
+    """
+
+    def __init__(self, *, cpu_ms: float, max_bytes: int, position: int = 0) -> None:
+        self.cpu_ms = cpu_ms
+        self.max_bytes = max_bytes
+        self.restart(position)
+
+    def restart(self, position: int) -> None:
+        self.position = position
+        self.cpu = time.thread_time()
+
+    def due(self, term: Terminal, position: int) -> bool:
+        if not term.at_ground:
+            return False
+        return (
+            position - self.position >= self.max_bytes
+            or (time.thread_time() - self.cpu) * 1000 >= self.cpu_ms
+        )
+
+
 # ---------------------------------------------------------------------------- the index
 
 
@@ -433,7 +511,8 @@ class Recording:
     lines: int
     chunks: list[ChunkRef]
     keyframes: list[Keyframe]
-    keyframe_bytes: int = 256 * 1024
+    keyframe_bytes: int = 1 << 20
+    keyframe_cpu_ms: float = 20.0
     _kf_versions: list[int] = field(default_factory=list)
 
     @classmethod
@@ -550,6 +629,9 @@ class Recording:
         if stop == 0 or chunks[stop - 1].version <= base:
             return term, stop
         position = since
+        spacing = KeyframeSpacing(
+            cpu_ms=self.keyframe_cpu_ms, max_bytes=self.keyframe_bytes, position=position
+        )
         for event in self._load(base, chunks[stop - 1].version):
             if isinstance(event, Session.TerminalResized):
                 term.resize(event.columns, event.lines)
@@ -560,7 +642,7 @@ class Recording:
                         break
                     term.feed(piece.data)
                     position += len(piece.data)
-                if whole and term.at_ground and position - since >= self.keyframe_bytes:
+                if whole and spacing.due(term, position):
                     # Cache what was rendered anyway: the next seek nearby starts here.
                     self.add_keyframe(
                         Keyframe(
@@ -570,7 +652,7 @@ class Recording:
                             screen=term.snapshot(),
                         )
                     )
-                    since = position
+                    spacing.restart(position)
         return term, stop
 
     def other_events(self) -> list[DomainEvent]:

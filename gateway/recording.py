@@ -41,6 +41,7 @@ import trio
 from events.domain import JSON, DomainEvent, RecordingIndex, Session
 from events.recording import (
     TERMINAL_STREAMS,
+    KeyframeSpacing,
     Terminal,
     chunk_text,
     entry_row,
@@ -74,10 +75,10 @@ _Work = tuple[int, int, bytes] | tuple[int, int, tuple[int, int]] | None
 
 
 class _KeyframeWorker:
-    """Renders the PTY stream in a thread and keeps a screen every ``every`` bytes."""
+    """Renders the PTY stream in a thread and keeps a screen as ``spacing`` says."""
 
-    def __init__(self, columns: int, lines: int, every: int, depth: int) -> None:
-        self.every = every
+    def __init__(self, columns: int, lines: int, spacing: KeyframeSpacing, depth: int) -> None:
+        self.spacing = spacing
         self.queue: queue.Queue[_Work] = queue.Queue(maxsize=depth)
         self.done: collections.deque[tuple[int, int, int, dict[str, JSON]]] = collections.deque()
         self.lost = False
@@ -100,7 +101,8 @@ class _KeyframeWorker:
             self.lost = True
 
     def _run(self) -> None:
-        term, position, since = self._term, 0, 0
+        term, position, spacing = self._term, 0, self.spacing
+        spacing.restart(0)
         while True:
             item = self.queue.get()
             if item is None or self.lost:
@@ -109,11 +111,15 @@ class _KeyframeWorker:
             if isinstance(payload, tuple):
                 term.resize(*payload)
                 continue
-            term.feed(payload)
+            try:
+                term.feed(payload)
+            except Exception:  # pyte failed on this output: no keyframe can be trusted now
+                self.lost = True
+                return
             position += len(payload)
-            if position - since >= self.every and term.at_ground:
+            if spacing.due(term, position):
                 self.done.append((version, end_ms, position, term.snapshot()))
-                since = position
+                spacing.restart(position)
 
 
 class SessionRecorder:
@@ -136,7 +142,8 @@ class SessionRecorder:
         lines: int = 24,
         chunk_bytes: int = 65536,
         chunk_ms: int = 250,
-        keyframe_bytes: int = 256 * 1024,
+        keyframe_bytes: int = 1 << 20,
+        keyframe_cpu_ms: float = 20.0,
         keyframe_queue: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -156,7 +163,14 @@ class SessionRecorder:
         self.closed = False
         self.stats = {"chunks": 0, "bytes": 0, "keyframes": 0, "input_dropped": 0}
         self._worker = (
-            _KeyframeWorker(columns, lines, keyframe_bytes, keyframe_queue) if pty else None
+            _KeyframeWorker(
+                columns,
+                lines,
+                KeyframeSpacing(cpu_ms=keyframe_cpu_ms, max_bytes=keyframe_bytes),
+                keyframe_queue,
+            )
+            if pty
+            else None
         )
         events: list[DomainEvent] = [
             self._index_event(
@@ -182,10 +196,15 @@ class SessionRecorder:
             return
         self._add(stream, data, masked)
         if stream in TERMINAL_STREAMS:
-            self._recent = (self._recent + data)[-256:]
-            self._hidden = HIDDEN_PROMPT.search(self._recent) is not None or (
-                self._hidden and not data.strip()
-            )
+            if len(data) >= 256:
+                self._recent = data[-256:]
+            else:
+                self._recent = self._recent[len(data) - 256 :] + data
+            end = data[-64:]
+            if end.rstrip()[-1:] in (b":", b"?"):  # cheap test first: most output is no prompt
+                self._hidden = HIDDEN_PROMPT.search(self._recent) is not None
+            elif end.strip():
+                self._hidden = False
 
     def input(self, data: bytes) -> None:
         """Record what the agent typed, except while a password prompt waits for it."""

@@ -44,7 +44,7 @@ def synthetic_writes(seed: int, size: int) -> list[tuple[int, bytes]]:
     t, n = 0, 0
     while n < size:
         kind = rnd.random()
-        if kind < 0.25:
+        if kind < 0.2:
             s = b"\x1b[01;32muser@host\x1b[00m:\x1b[01;34m~\x1b[00m$ ls -la\r\n"
             for _ in range(rnd.randint(3, 30)):
                 col = rnd.choice([b"01;34", b"01;32", b"00", b"38;5;208", b"48;2;10;20;30"])
@@ -54,7 +54,7 @@ def synthetic_writes(seed: int, size: int) -> list[tuple[int, bytes]]:
                     col,
                     name,
                 )
-        elif kind < 0.45:
+        elif kind < 0.4:
             s = b"\x1b[H\x1b[2J" if rnd.random() < 0.3 else b"\x1b[H"
             s += b"top - %02d:%02d load %.2f\x1b[K\r\n" % (
                 rnd.randint(0, 23),
@@ -69,7 +69,7 @@ def synthetic_writes(seed: int, size: int) -> list[tuple[int, bytes]]:
                     rnd.random() * 99,
                     rnd.choice(WORDS).encode(),
                 )
-        elif kind < 0.7:
+        elif kind < 0.85:
             s = b"".join(
                 (
                     f"{i:04d} INFO req={rnd.getrandbits(64):016x} {rnd.choice(WORDS)}"
@@ -77,7 +77,7 @@ def synthetic_writes(seed: int, size: int) -> list[tuple[int, bytes]]:
                 ).encode()
                 for i in range(rnd.randint(5, 40))
             )
-        elif kind < 0.85:
+        elif kind < 0.95:
             s = b"\x1b[?1049h\x1b[2;20r\x1b[?25l\x1b7\x1b(0lqqk\x1b(B\x1b[4h"
             for _ in range(6):
                 s += b"\x1b[%d;%dH\x1b[1;3;4;9m%s\x1b[m" % (
@@ -89,7 +89,7 @@ def synthetic_writes(seed: int, size: int) -> list[tuple[int, bytes]]:
                 rnd.randint(0, 9),
                 b"x" * 100,
             )
-        elif kind < 0.95:
+        elif kind < 0.97:
             s = b"\x1b[?5h\x1b[3g\x1bH\tA\x1b[?5l\x1b[2K\x1b[5;10H\x1b[1P\x1b[2@\x1b[3X\x1bD\x1bM\x1b[S\x1b[T"
         else:
             s = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(5, 60)))
@@ -210,6 +210,20 @@ FRAGMENTS = [
     b"\x1b[?3l",
     b"\x1bc",
     b"\x1b[7m  ",
+    "a\u200bb".encode(),  # zero width, not combining: pyte stops drawing the rest
+    "\u0301x".encode(),
+    "\u00adz\u2028".encode(),
+    b"\x1b(0" + "jk\u00e9lm".encode(),
+    b"\x1b)0\x0eabc\x0f",
+    b"\x1b[;5H",
+    b"\x1b[1;m",
+    b"\x1b[99999A",
+    b"\x1b[38;5;300m",
+    b"\x1b]0;x\x1b[31my\x07",  # a CSI inside an OSC string is not a CSI
+    b"\x1b[2$p",
+    b"\x1b[1\r5C",
+    b"\x1b[3g",
+    b"\x1b[Z",
 ]
 
 
