@@ -51,6 +51,7 @@ from events.recording import (
 from gateway.session import SessionLog
 
 MARK_MS = 10
+SLICE = 2048
 INDEX_EVERY = 64
 HIDDEN_PROMPT = re.compile(
     rb"(?i)(password|passphrase|passcode|\bpin)[^\r\n]{0,40}[:?]\s*\Z|password for [^\r\n]*:\s*\Z"
@@ -112,7 +113,11 @@ class _KeyframeWorker:
                 term.resize(*payload)
                 continue
             try:
-                term.feed(payload)
+                # Small slices, releasing the GIL between them: the event loop waiting for
+                # it gets it within about a millisecond instead of a switch interval.
+                for i in range(0, len(payload), SLICE):
+                    term.feed(payload[i : i + SLICE])
+                    time.sleep(0)
             except Exception:  # pyte failed on this output: no keyframe can be trusted now
                 self.lost = True
                 return

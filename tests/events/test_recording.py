@@ -22,6 +22,7 @@ from events.recording import (
     Terminal,
     chunk_bytes,
     chunk_text,
+    frame_of,
     pieces,
     table_lines,
     tail,
@@ -303,8 +304,14 @@ class Clock:
 
 
 def record(
-    writes: list[tuple[int, bytes]], *, chunk: int = 2048, keyframe: int = 8192, **kw: Any
+    writes: list[tuple[int, bytes]],
+    *,
+    chunk: int = 2048,
+    keyframe: int = 8192,
+    resizes: dict[int, tuple[int, int]] | None = None,
+    **kw: Any,
 ) -> tuple[uuid.UUID, list[DomainEvent], SessionRecorder]:
+    resizes = resizes or {}
     log = SessionLog(node="n1")
     sink, clock = Sink(), Clock()
     sink.submit(
@@ -329,8 +336,10 @@ def record(
         keyframe_queue=100_000,  # the test feeds faster than real time: never fall behind
         **kw,
     )
-    for ms, data in writes:
+    for n, (ms, data) in enumerate(writes):
         clock.now = 1000.0 + ms / 1000
+        if n in resizes:
+            rec.resize(*resizes[n])
         rec.output("pty", data)
     rec.close(wait=60)
     return log.id, sink.events, rec
@@ -364,12 +373,15 @@ def _is_utf8(data: bytes) -> bool:
 def references_at(events: list[DomainEvent], times: list[int]) -> dict[int, dict[str, Any]]:
     """Stock pyte, fed from the very start, at each of ``times``."""
     screen, stream = reference()
-    feed = [p for e in events if isinstance(e, Session.OutputRecorded) for p in pieces(e)]
+    feed = [f for e in events for f in frame_of(e)]
     out: dict[int, dict[str, Any]] = {}
     i = 0
     for t in sorted(times):
         while i < len(feed) and feed[i].offset_ms <= t:
-            stream.feed(feed[i].data)
+            if feed[i].size is not None:
+                screen.resize(feed[i].size[1], feed[i].size[0])
+            else:
+                stream.feed(feed[i].data)
             i += 1
         out[t] = full_state(screen, stream)
     return out
@@ -415,10 +427,16 @@ def test_password_input_is_left_out() -> None:
 
 def test_seeking_reproduces_the_screen_exactly(store: EventStore) -> None:
     writes = synthetic_writes(7, 120_000)
-    sid, events, rec = record(writes, chunk=1500, keyframe=6000)
+    sid, events, rec = record(
+        writes,
+        chunk=1500,
+        keyframe=6000,
+        resizes={len(writes) // 3: (100, 30), 2 * len(writes) // 3: (60, 20)},
+    )
     store.append(events)
     recording = Recording.open(store, sid)
     assert len(recording.keyframes) == rec.stats["keyframes"] > 5
+    assert len([c for c in recording.chunks if c.stream == "resize"]) == 3
     terminal = recording.terminal_chunks
     ends = [c.end_ms for c in terminal]
     kf_times = [k.offset_ms for k in recording.keyframes]
@@ -436,7 +454,10 @@ def test_seeking_reproduces_the_screen_exactly(store: EventStore) -> None:
         probe.feed(chunk_bytes(e))
         cut_mid_sequence += not probe.at_ground
     assert cut_mid_sequence > 3
-    expected = references_at(outputs, times)
+    expected = references_at(
+        [e for e in events if isinstance(e, Session.OutputRecorded | Session.TerminalResized)],
+        times,
+    )
     for t in times:
         fresh = Recording.open(store, sid)  # no keyframes cached from earlier seeks
         got = fresh.screen_at(t)
