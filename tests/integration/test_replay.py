@@ -6,6 +6,7 @@ Runs on both store backends (the ``store`` fixture: SQLite file and local Postgr
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pty
@@ -13,6 +14,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyte
 import pytest
@@ -22,7 +24,8 @@ from events.domain import RecordingIndex, Session
 from events.recording import Recording, chunk_bytes, resolve_session, tail
 from events.store import EventStore
 from gateway.cli import main
-from gateway.commands.replay import export_asciicast
+from gateway.commands.replay import Item, export_asciicast, parse_time, play
+from gateway.errors import UserError
 from gateway.recording import SessionRecorder
 from gateway.session import SessionLog
 from gateway.writer import EventWriter
@@ -346,3 +349,66 @@ def test_replay_names_unknown_or_ambiguous_sessions(
     assert main(["replay", "ffffffff"]) == 1
     assert "no session starts with 'ffffffff'" in capfd.readouterr().err
     assert store.events_of(RecordingIndex.id_for(uuid.uuid4())) == []
+
+
+def test_times_and_pacing() -> None:
+    assert [parse_time(t) for t in ("90", "1.5", "01:30", "1:02:03")] == [
+        90000,
+        1500,
+        90000,
+        3723000,
+    ]
+    for bad in ("x", "-3", "1:2:3:4"):
+        with pytest.raises(UserError):
+            parse_time(bad)
+    slept: list[float] = []
+    out = io.BytesIO()
+    items = [Item(offset_ms=ms, data=d) for ms, d in ((0, b"a"), (1000, b"b"), (61000, b"c"))]
+    items.insert(2, Item(offset_ms=2000, data=b"typed", kind="i"))
+    play(iter(items), out, speed=2.0, idle_limit=5.0, sleep=slept.append)
+    assert out.getvalue() == b"abc"
+    assert slept == [0.5, 5.0]
+
+
+def test_exec_sessions_replay_commands_with_their_output(
+    store: EventStore, cli_env: None, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    log = SessionLog(node="n1")
+    events: list[Any] = []
+
+    class Sink:
+        def submit(self, batch: Any) -> None:
+            events.extend(batch)
+
+    sink = Sink()
+    sink.submit(
+        [
+            log.event(
+                Session.ConnectionAccepted,
+                node="n1",
+                protocol="ssh",
+                target="h",
+                listener="l",
+                peer="p",
+            )
+        ]
+    )
+    recorder = SessionRecorder(log, sink, pty=False)
+    for n, (command, out) in enumerate(
+        [("uname -a", b"Linux box\n"), ("cat notes", b"card ************1111\n")], 1
+    ):
+        recorder.flush()
+        sink.submit([log.event(Session.CommandReceived, seq=n, kind="exec", text=command)])
+        sink.submit(
+            [log.event(Session.CommandDecided, seq=n, action="allow", rule="ops", reason="")]
+        )
+        time.sleep(0.02)  # the output comes after its command, in time as in versions
+        recorder.output("stdout", out)
+        recorder.output("stderr", b"warning\n")
+    recorder.close()
+    store.append(events)
+    assert main(["replay", str(log.id), "--idle-limit", "0"]) == 0
+    text = capfdbinary.readouterr().out.decode()
+    assert text.index("> uname -a") < text.index("Linux box") < text.index("> cat notes")
+    assert text.index("> cat notes") < text.index("card ************1111")
+    assert text.count("warning") == 2
