@@ -258,7 +258,7 @@ class SessionControl(Aggregate):
 
 
 class RecordingIndex(Aggregate):
-    """The seek index of a session's recording: where its chunks are, and screen keyframes.
+    """The seek index of a session's recording: where its chunks and keyframes are.
 
     Kept apart from the ``Session`` stream so that opening an hour-long recording reads a few
     hundred small events instead of every output chunk; written by the gateway's
@@ -276,13 +276,38 @@ class RecordingIndex(Aggregate):
     @dataclass(frozen=True, kw_only=True)
     class ChunksIndexed(DomainEvent):
         """Session events that carry output: [session version, stream, offset_ms, end_ms,
-        length in bytes] each (``stream`` is "resize" for a TerminalResized, length 0)."""
+        length in bytes] each (``stream`` is "resize" for a TerminalResized, length 0); and
+        keyframes stored since the last index: [keyframe version, after_version, offset_ms,
+        position] each."""
 
         entries: list[list[JSON]]
+        keyframes: list[list[int]] = field(default_factory=list)
+
+    @staticmethod
+    def id_for(session_id: uuid.UUID) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"recording:{session_id}")
+
+    def __init__(self, id: uuid.UUID) -> None:
+        super().__init__(id)
+        self.chunks = 0
+
+    def _apply(self, event: DomainEvent) -> None:
+        match event:
+            case RecordingIndex.ChunksIndexed():
+                self.chunks += len(event.entries)
+            case RecordingIndex.Started():
+                pass
+            case _:
+                super()._apply(event)
+
+
+class RecordingKeyframes(Aggregate):
+    """Screen keyframes of a terminal recording (a stream apart: they are big, read one by one)."""
 
     @dataclass(frozen=True, kw_only=True)
     class ScreenKeyframe(DomainEvent):
-        """The emulated screen right after session version ``after_version`` (ground state)."""
+        """The emulated screen right after session version ``after_version`` (ground state);
+        ``position`` counts the terminal bytes up to there."""
 
         after_version: int
         offset_ms: int
@@ -291,20 +316,17 @@ class RecordingIndex(Aggregate):
 
     @staticmethod
     def id_for(session_id: uuid.UUID) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"recording:{session_id}")
+        return uuid.uuid5(NAMESPACE, f"keyframes:{session_id}")
 
     def __init__(self, id: uuid.UUID) -> None:
         super().__init__(id)
         self.keyframes = 0
 
     def _apply(self, event: DomainEvent) -> None:
-        match event:
-            case RecordingIndex.ScreenKeyframe():
-                self.keyframes += 1
-            case RecordingIndex.Started() | RecordingIndex.ChunksIndexed():
-                pass
-            case _:
-                super()._apply(event)
+        if isinstance(event, RecordingKeyframes.ScreenKeyframe):
+            self.keyframes += 1
+        else:
+            super()._apply(event)
 
 
 # -------------------------------------------------------------------------------- Approval
@@ -567,4 +589,5 @@ AGGREGATES: tuple[type[Aggregate], ...] = (
     Approval,
     Policy,
     RecordingIndex,
+    RecordingKeyframes,
 )

@@ -11,7 +11,8 @@ in any export), else latin-1, one character per byte; ``encoding`` says which, s
 (measured 3.5x on terminal text, JSON escaping included: see docs/RECORDING.md).
 
 Seeking never replays the whole session. A separate ``RecordingIndex`` stream lists where the
-chunks are (session version, stream, time span, length) and holds ``ScreenKeyframe`` events:
+chunks are (session version, stream, time span, length) and where the ``ScreenKeyframe``
+events of a third stream (``RecordingKeyframes``) are, each read only when a seek needs it:
 the full pyte screen (cells with attributes, cursor, modes, margins, charsets, tab stops,
 saved cursors, title) right after a chunk, taken only when the VT parser is in its ground
 state and the UTF-8 decoder holds no partial character, so nothing unfinished has to be
@@ -39,7 +40,7 @@ import pyte
 from pyte import charsets, modes
 from pyte.screens import Char, Cursor, Margins, Savepoint, wcwidth
 
-from events.domain import JSON, DomainEvent, RecordingIndex, Session
+from events.domain import JSON, DomainEvent, RecordingIndex, RecordingKeyframes, Session
 from events.store import EventStore
 
 DEFAULT_COLUMNS = 80
@@ -425,10 +426,14 @@ class ChunkRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Keyframe:
+    """A screen after session version ``after_version``; ``screen`` is read when first used
+    (``stored_version`` in the keyframe stream) or held (built by a reader)."""
+
     after_version: int
     offset_ms: int
     position: int
-    screen: dict[str, JSON]
+    screen: dict[str, JSON] | None = None
+    stored_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -438,6 +443,7 @@ class Frame:
     offset_ms: int
     stream: str
     data: bytes = b""
+    version: int = 0  # the session event it comes from: orders ties in time
     size: tuple[int, int] | None = None
 
 
@@ -464,6 +470,16 @@ def entry_row(ref: ChunkRef) -> list[JSON]:
     return [ref.version, ref.stream, ref.offset_ms, ref.end_ms, ref.length]
 
 
+def keyframe_of(event: RecordingKeyframes.ScreenKeyframe) -> Keyframe:
+    return Keyframe(
+        stored_version=event.originator_version,
+        after_version=event.after_version,
+        offset_ms=event.offset_ms,
+        position=event.position,
+        screen=event.screen,
+    )
+
+
 def session_range(
     store: EventStore,
     session_id: uuid.UUID,
@@ -486,14 +502,24 @@ def pieces(event: Session.OutputRecorded) -> Iterator[Frame]:
     for i, (start, ms) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
         if end > start:
-            yield Frame(offset_ms=event.offset_ms + ms, stream=event.stream, data=data[start:end])
+            yield Frame(
+                offset_ms=event.offset_ms + ms,
+                stream=event.stream,
+                data=data[start:end],
+                version=event.originator_version,
+            )
 
 
 def frame_of(event: DomainEvent) -> Iterator[Frame]:
     if isinstance(event, Session.OutputRecorded):
         yield from pieces(event)
     elif isinstance(event, Session.TerminalResized):
-        yield Frame(offset_ms=event.offset_ms, stream="resize", size=(event.columns, event.lines))
+        yield Frame(
+            offset_ms=event.offset_ms,
+            stream="resize",
+            size=(event.columns, event.lines),
+            version=event.originator_version,
+        )
 
 
 # ---------------------------------------------------------------------------- the reader
@@ -534,15 +560,15 @@ class Recording:
                     )
                     for v, s, a, b, n in e.entries
                 ]
-            elif isinstance(e, RecordingIndex.ScreenKeyframe):
-                keyframes.append(
-                    Keyframe(
-                        after_version=e.after_version,
-                        offset_ms=e.offset_ms,
-                        position=e.position,
-                        screen=e.screen,
-                    )
-                )
+                keyframes += [
+                    Keyframe(stored_version=k, after_version=a, offset_ms=t, position=p)
+                    for k, a, t, p in getattr(e, "keyframes", None) or []
+                ]
+        # Keyframes not listed yet (a running session) are few: read them whole.
+        listed = max((k.stored_version or 0 for k in keyframes), default=0)
+        for e in session_range(store, RecordingKeyframes.id_for(session_id), gt=listed):
+            if isinstance(e, RecordingKeyframes.ScreenKeyframe):
+                keyframes.append(keyframe_of(e))
         chunks.sort(key=lambda c: c.version)
         last = chunks[-1].version if chunks else None
         # Chunks after the last index entry (a live session, or one recorded without an
@@ -596,6 +622,20 @@ class Recording:
         """The recording time (ms) of a wall-clock time, such as a command's ``at``."""
         return max(0, round((at - self.started_at) * 1000))
 
+    def _screen_of(self, kf: Keyframe) -> dict[str, JSON]:
+        if kf.screen is not None:
+            return kf.screen
+        assert kf.stored_version is not None
+        found = session_range(
+            self.store,
+            RecordingKeyframes.id_for(self.session_id),
+            gt=kf.stored_version - 1,
+            lte=kf.stored_version,
+        )
+        if not found or not isinstance(found[0], RecordingKeyframes.ScreenKeyframe):
+            raise LookupError(f"keyframe {kf.stored_version} of {self.session_id} is missing")
+        return found[0].screen
+
     def _load(self, gt: int, lte: int) -> list[DomainEvent]:
         return session_range(self.store, self.session_id, gt=gt, lte=lte)
 
@@ -622,7 +662,7 @@ class Recording:
         k = bisect.bisect_right(self._kf_versions, limit) - 1
         if k >= 0:
             kf = self.keyframes[k]
-            term = Terminal.restore(kf.screen)
+            term = Terminal.restore(self._screen_of(kf))
             base, since = kf.after_version, kf.position
         else:
             term, base, since = Terminal(self.columns, self.lines), 0, 0
@@ -690,7 +730,7 @@ class Recording:
                 for f in frame_of(e)
                 if f.offset_ms > start_ms or not start_ms
             ]
-            out.sort(key=lambda f: f.offset_ms)
+            out.sort(key=lambda f: (f.offset_ms, f.version))
             yield from out
 
 

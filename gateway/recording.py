@@ -38,7 +38,7 @@ from typing import Protocol
 
 import trio
 
-from events.domain import JSON, DomainEvent, RecordingIndex, Session
+from events.domain import JSON, DomainEvent, RecordingIndex, RecordingKeyframes, Session
 from events.recording import (
     TERMINAL_STREAMS,
     KeyframeSpacing,
@@ -162,7 +162,10 @@ class SessionRecorder:
         self._buffers: dict[str, _Buffer] = {}
         self._index_id = RecordingIndex.id_for(log.id)
         self._index_version = 0
+        self._keyframes_id = RecordingKeyframes.id_for(log.id)
+        self._keyframes_version = 0
         self._pending: list[list[object]] = []
+        self._pending_keyframes: list[list[int]] = []
         self._recent = b""  # the end of the last terminal output, for the prompt heuristic
         self._hidden = False
         self.closed = False
@@ -344,13 +347,14 @@ class SessionRecorder:
             encoding=encoding,
             marks=marks,
         )
-        ref = index_entry(event)
-        self._pending.append(entry_row(ref))
+        end_ms = buf.start_ms + (marks[-1][1] if marks else 0)
+        version = event.originator_version
+        self._pending.append([version, stream, buf.start_ms, end_ms, cut])  # as index_entry
         self.stats["chunks"] += 1
         self.stats["bytes"] += cut
         self.writer.submit([event])
         if self._worker is not None and stream in TERMINAL_STREAMS:
-            self._worker.offer((event.originator_version, ref.end_ms, chunk))
+            self._worker.offer((version, end_ms, chunk))
 
     def _drain(self, *, final: bool = False) -> None:
         """Emit finished keyframes and, every INDEX_EVERY chunks or at the end, the index."""
@@ -358,18 +362,31 @@ class SessionRecorder:
         worker = self._worker
         while worker is not None and worker.done:
             version, end_ms, position, screen = worker.done.popleft()
+            self._keyframes_version += 1
             events.append(
-                self._index_event(
-                    RecordingIndex.ScreenKeyframe,
+                RecordingKeyframes.ScreenKeyframe(
+                    originator_id=self._keyframes_id,
+                    originator_version=self._keyframes_version,
+                    at=time.time(),
+                    actor=self.log.actor,
                     after_version=version,
                     offset_ms=end_ms,
                     position=position,
                     screen=screen,
                 )
             )
+            self._pending_keyframes.append([self._keyframes_version, version, end_ms, position])
             self.stats["keyframes"] += 1
-        if self._pending and (final or len(self._pending) >= INDEX_EVERY):
-            events.append(self._index_event(RecordingIndex.ChunksIndexed, entries=self._pending))
-            self._pending = []
+        if (self._pending or self._pending_keyframes) and (
+            final or len(self._pending) >= INDEX_EVERY
+        ):
+            events.append(
+                self._index_event(
+                    RecordingIndex.ChunksIndexed,
+                    entries=self._pending,
+                    keyframes=self._pending_keyframes,
+                )
+            )
+            self._pending, self._pending_keyframes = [], []
         if events:
             self.writer.submit(events)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import json
 import sys
 import time
@@ -71,6 +72,7 @@ class Item:
     offset_ms: int
     data: bytes
     kind: str = "o"  # o: output, i: input, r: resize ("COLSxLINES")
+    version: int = 0  # of the session event it shows: orders what shares a millisecond
 
 
 def _protocol(rec: Recording, others: list[Any]) -> str:
@@ -90,17 +92,24 @@ def _transcript(
             continue
         for line in describe(event):
             text = line.text.replace("\n", "\r\n")
-            yield Item(offset_ms=offset, data=(text + "\r\n").encode())
+            yield Item(
+                offset_ms=offset, data=(text + "\r\n").encode(), version=event.originator_version
+            )
 
 
 def _output(frames: Iterator[Frame]) -> Iterator[Item]:
     for f in frames:
         if f.size is not None:
-            yield Item(offset_ms=f.offset_ms, data=f"{f.size[0]}x{f.size[1]}".encode(), kind="r")
+            yield Item(
+                offset_ms=f.offset_ms,
+                data=f"{f.size[0]}x{f.size[1]}".encode(),
+                kind="r",
+                version=f.version,
+            )
         elif f.stream == "input":
-            yield Item(offset_ms=f.offset_ms, data=f.data, kind="i")
+            yield Item(offset_ms=f.offset_ms, data=f.data, kind="i", version=f.version)
         else:
-            yield Item(offset_ms=f.offset_ms, data=f.data)
+            yield Item(offset_ms=f.offset_ms, data=f.data, version=f.version)
 
 
 def playback(
@@ -126,10 +135,17 @@ def playback(
     if rec.pty:
         screen = rec.screen_at(start_ms).to_ansi().encode() if start_ms else b""
         return rec, screen, _output(rec.frames(start_ms)), start_ms
+    # In the order the gateway recorded them (a proxy flushes output before a command's
+    # events); times that go back by a clock's rounding are held at the previous one.
     items = sorted(
         [*_transcript(rec, others, start_ms, from_version), *_output(rec.frames(start_ms))],
-        key=lambda i: i.offset_ms,
+        key=lambda i: (i.version, i.offset_ms),
     )
+    latest = 0
+    for n, item in enumerate(items):
+        if item.offset_ms < latest:
+            items[n] = dataclasses.replace(item, offset_ms=latest)
+        latest = max(latest, item.offset_ms)
     return rec, b"", iter(items), start_ms
 
 

@@ -16,13 +16,15 @@ import pyte
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.domain import DomainEvent, RecordingIndex, Session
+from events.domain import DomainEvent, RecordingIndex, RecordingKeyframes, Session
 from events.recording import (
     Recording,
     Terminal,
     chunk_bytes,
     chunk_text,
+    entry_row,
     frame_of,
+    index_entry,
     pieces,
     table_lines,
     tail,
@@ -401,7 +403,11 @@ def test_recorder_chunks_hold_the_exact_bytes_with_their_times() -> None:
     versions = [e.originator_version for e in events if e.originator_id == sid]
     assert versions == list(range(1, len(versions) + 1))
     index = [e for e in events if isinstance(e, RecordingIndex.ChunksIndexed)]
-    assert sum(len(e.entries) for e in index) == len(outputs) + 1  # + the initial size
+    indexed = [row for e in index for row in e.entries]
+    carriers = [
+        e for e in events if isinstance(e, Session.OutputRecorded | Session.TerminalResized)
+    ]
+    assert indexed == [entry_row(index_entry(e)) for e in carriers]  # + the initial size
     assert rec.stats["keyframes"] > 3
 
 
@@ -467,7 +473,13 @@ def test_seeking_reproduces_the_screen_exactly(store: EventStore) -> None:
 def test_seeking_without_stored_keyframes_builds_and_caches_them(store: EventStore) -> None:
     writes = synthetic_writes(11, 80_000)
     sid, events, _ = record(writes, chunk=1500)
-    store.append([e for e in events if not isinstance(e, RecordingIndex.ScreenKeyframe)])
+    store.append(
+        [
+            e
+            for e in events
+            if not isinstance(e, RecordingKeyframes.ScreenKeyframe | RecordingIndex.ChunksIndexed)
+        ]
+    )
     recording = Recording.open(store, sid)
     recording.keyframe_bytes = 5000
     assert recording.keyframes == []
@@ -538,3 +550,17 @@ def test_a_keyframe_worker_that_falls_behind_stops_and_seeking_stays_exact(
         [e for e in sink.events if isinstance(e, Session.OutputRecorded)], [end]
     )
     assert full_state(got.screen, got.stream) == expected[end]
+
+
+def test_a_running_session_seeks_with_keyframes_not_yet_indexed(store: EventStore) -> None:
+    writes = synthetic_writes(13, 60_000)
+    sid, events, rec = record(writes, chunk=1500, keyframe=6000)
+    last_index = max(i for i, e in enumerate(events) if isinstance(e, RecordingIndex.ChunksIndexed))
+    store.append(events[:last_index] + events[last_index + 1 :])  # as if still running
+    recording = Recording.open(store, sid)
+    assert len(recording.keyframes) == rec.stats["keyframes"]
+    assert any(k.screen is not None for k in recording.keyframes)  # read from the stream
+    end = recording.duration_ms
+    got = recording.screen_at(end)
+    outputs = [e for e in events if isinstance(e, Session.OutputRecorded)]
+    assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
