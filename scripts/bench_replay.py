@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from events.domain import DomainEvent, RecordingIndex, Session
+from events.domain import DomainEvent, RecordingIndex, RecordingKeyframes, Session
 from events.recording import Recording
 from events.store import EventStore, StoreSettings
 from gateway.recording import SessionRecorder
@@ -210,16 +210,17 @@ def main() -> None:
 
     db = sqlite3.connect(tmp / "events.db")
     index_id = RecordingIndex.id_for(log.id)
+    keyframes_id = RecordingKeyframes.id_for(log.id)
     rows = db.execute(
         "SELECT topic, count(*), sum(length(state)) FROM stored_events "
-        "WHERE originator_id IN (?, ?) GROUP BY topic",
-        (log.id.hex, index_id.hex),
+        "WHERE originator_id IN (?, ?, ?) GROUP BY topic",
+        (log.id.hex, index_id.hex, keyframes_id.hex),
     ).fetchall()
     if not rows:  # ids stored hyphenated
         rows = db.execute(
             "SELECT topic, count(*), sum(length(state)) FROM stored_events "
-            "WHERE originator_id IN (?, ?) GROUP BY topic",
-            (str(log.id), str(index_id)),
+            "WHERE originator_id IN (?, ?, ?) GROUP BY topic",
+            (str(log.id), str(index_id), str(keyframes_id)),
         ).fetchall()
     stored = sum(r[2] for r in rows)
     print("\n== compression")
