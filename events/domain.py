@@ -147,6 +147,19 @@ class Session(Aggregate):
         offset_ms: int
         data: str
         masked: dict[str, int] = field(default_factory=dict)
+        # How ``data`` maps back to the bytes the agent saw (events.recording.chunk_bytes):
+        # "utf-8" (the text is the bytes decoded) or "latin-1" (one character per byte).
+        encoding: str = "utf-8"
+        # Timing inside the chunk: [byte offset in the chunk, ms after offset_ms] pairs.
+        marks: list[list[int]] = field(default_factory=list)
+
+    @dataclass(frozen=True, kw_only=True)
+    class TerminalResized(DomainEvent):
+        """The terminal (PTY) size from ``offset_ms`` on; the first one gives the initial size."""
+
+        offset_ms: int
+        columns: int
+        lines: int
 
     @dataclass(frozen=True, kw_only=True)
     class Closed(DomainEvent):
@@ -191,6 +204,7 @@ class Session(Aggregate):
                 | Session.CommandForwarded()
                 | Session.ResponseRecorded()
                 | Session.OutputRecorded()
+                | Session.TerminalResized()
             ):
                 pass
             case _:
@@ -238,6 +252,81 @@ class SessionControl(Aggregate):
         return SessionControl.TerminationRequested(
             **self._next(), at=at, actor=actor, session_id=str(session_id), reason=reason
         )
+
+
+# ------------------------------------------------------------------------------- Recording
+
+
+class RecordingIndex(Aggregate):
+    """The seek index of a session's recording: where its chunks and keyframes are.
+
+    Kept apart from the ``Session`` stream so that opening an hour-long recording reads a few
+    hundred small events instead of every output chunk; written by the gateway's
+    ``SessionRecorder`` (the only writer while the session runs). See docs/RECORDING.md.
+    """
+
+    @dataclass(frozen=True, kw_only=True)
+    class Started(DomainEvent):
+        session_id: str
+        started_at: float
+        pty: bool
+        columns: int
+        lines: int
+
+    @dataclass(frozen=True, kw_only=True)
+    class ChunksIndexed(DomainEvent):
+        """Session events that carry output: [session version, stream, offset_ms, end_ms,
+        length in bytes] each (``stream`` is "resize" for a TerminalResized, length 0); and
+        keyframes stored since the last index: [keyframe version, after_version, offset_ms,
+        position] each."""
+
+        entries: list[list[JSON]]
+        keyframes: list[list[int]] = field(default_factory=list)
+
+    @staticmethod
+    def id_for(session_id: uuid.UUID) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"recording:{session_id}")
+
+    def __init__(self, id: uuid.UUID) -> None:
+        super().__init__(id)
+        self.chunks = 0
+
+    def _apply(self, event: DomainEvent) -> None:
+        match event:
+            case RecordingIndex.ChunksIndexed():
+                self.chunks += len(event.entries)
+            case RecordingIndex.Started():
+                pass
+            case _:
+                super()._apply(event)
+
+
+class RecordingKeyframes(Aggregate):
+    """Screen keyframes of a terminal recording (a stream apart: they are big, read one by one)."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class ScreenKeyframe(DomainEvent):
+        """The emulated screen right after session version ``after_version`` (ground state);
+        ``position`` counts the terminal bytes up to there."""
+
+        after_version: int
+        offset_ms: int
+        position: int
+        screen: dict[str, JSON]
+
+    @staticmethod
+    def id_for(session_id: uuid.UUID) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"keyframes:{session_id}")
+
+    def __init__(self, id: uuid.UUID) -> None:
+        super().__init__(id)
+        self.keyframes = 0
+
+    def _apply(self, event: DomainEvent) -> None:
+        if isinstance(event, RecordingKeyframes.ScreenKeyframe):
+            self.keyframes += 1
+        else:
+            super()._apply(event)
 
 
 # -------------------------------------------------------------------------------- Approval
@@ -494,4 +583,11 @@ def short_id(value: uuid.UUID | str) -> str:
     return str(value).replace("-", "")[:8]
 
 
-AGGREGATES: tuple[type[Aggregate], ...] = (Session, SessionControl, Approval, Policy)
+AGGREGATES: tuple[type[Aggregate], ...] = (
+    Session,
+    SessionControl,
+    Approval,
+    Policy,
+    RecordingIndex,
+    RecordingKeyframes,
+)

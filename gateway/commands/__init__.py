@@ -16,4 +16,5 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.commands.status",
     "gateway.commands.export",
     "gateway.commands.tui",
+    "gateway.commands.replay",
 )
