@@ -71,6 +71,14 @@ def register(sub: Any) -> None:
     for kind in KINDS:
         p = kinds.add_parser(kind, parents=[filters], help=KIND_HELP[kind])
         p.set_defaults(func=cmd_export, kind=kind)
+    cast = kinds.add_parser(
+        "asciicast",
+        help="one session as an asciicast v2 recording (asciinema plays it; MySQL sessions "
+        "as a transcript of statements and result tables)",
+    )
+    cast.add_argument("session", metavar="SESSION", help="session id or a unique prefix")
+    cast.add_argument("-o", "--output", metavar="FILE", required=True)
+    cast.set_defaults(func=cmd_export_asciicast)
 
     sessions = sub.add_parser("sessions", help="list sessions or show one")
     ssub = sessions.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
@@ -290,6 +298,20 @@ def cmd_sessions_list(args: argparse.Namespace) -> int:
     ]
     headers = ["ID", "IDENTITY", "TARGET", "PROTO", "NODE", "STARTED (UTC)", "STATE"]
     print(format_table([*headers, "CMDS", "DENIED", "HELD", "MASKED"], rows))
+    return 0
+
+
+def cmd_export_asciicast(args: argparse.Namespace) -> int:
+    from events.recording import resolve_session  # noqa: PLC0415
+    from gateway.commands.replay import export_asciicast  # noqa: PLC0415
+
+    with opened_store(args) as store:
+        try:
+            session_id = resolve_session(store, args.session)
+        except (LookupError, ValueError) as exc:
+            raise UserError(str(exc)) from None
+        count = export_asciicast(store, session_id, args.output)
+    print(f"wrote {args.output}: {count} events", file=sys.stderr)
     return 0
 
 

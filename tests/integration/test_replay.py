@@ -337,6 +337,10 @@ def test_mysql_sessions_replay_as_masked_transcripts(
     code, shown = asciinema_cat(cast)
     assert code == 0, shown
     assert b"************1111" in shown and b"approved by bob, carol" in shown
+    exported = tmp_path / "export.cast"
+    assert main(["export", "asciicast", sid.hex[:8], "-o", str(exported)]) == 0
+    capfdbinary.readouterr()
+    assert exported.read_bytes() == cast.read_bytes()
     lines = list(tail(store, sid, after_version=5))
     assert (lines[0].version, lines[0].kind) == (6, "response")
     assert any(line.text == "   approved by bob, carol" for line in lines)
