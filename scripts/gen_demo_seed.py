@@ -11,11 +11,46 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia",
-         "Leslie", "Margaret", "Dennis", "Hedy", "John", "Katherine", "Tim", "Shafi", "Niklaus"]
-LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson",
-        "Perlman", "Lamport", "Hamilton", "Ritchie", "Lamarr", "Backus", "Johnson", "Lee",
-        "Goldwasser", "Wirth"]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Radia",
+    "Leslie",
+    "Margaret",
+    "Dennis",
+    "Hedy",
+    "John",
+    "Katherine",
+    "Tim",
+    "Shafi",
+    "Niklaus",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Perlman",
+    "Lamport",
+    "Hamilton",
+    "Ritchie",
+    "Lamarr",
+    "Backus",
+    "Johnson",
+    "Lee",
+    "Goldwasser",
+    "Wirth",
+]
 
 
 def luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
@@ -66,10 +101,15 @@ def main() -> None:
         customers.append(card)
         phone = f"+1 (555) {rng.randrange(200, 999)}-{rng.randrange(1000, 9999)}"
         email = f"{first.lower()}.{last.lower()}{cid}@example.com"
-        notes = rng.choice([
-            "VIP customer", f"prefers e-mail at {email}", "", f"backup card {luhn_complete('4000', 16, rng)}",
-            "called support twice",
-        ])
+        notes = rng.choice(
+            [
+                "VIP customer",
+                f"prefers e-mail at {email}",
+                "",
+                f"backup card {luhn_complete('4000', 16, rng)}",
+                "called support twice",
+            ]
+        )
         lines.append(
             "INSERT INTO customers VALUES "
             f"({cid}, {q(first + ' ' + last)}, {q(email)}, {q(phone)}, {q(ssn(rng))}, "
