@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 import ssl
 import time
 from typing import Any
@@ -62,6 +63,7 @@ from gateway.mysql.upstream import (
     connect,
     kill_query,
 )
+from gateway.policy.sql import StatementKind, classify_sql
 from gateway.session import SessionLog
 from gateway.targets import MySQLTarget
 from gateway.vault import Credential, VaultError
@@ -77,6 +79,11 @@ REFUSED = {
     Command.COM_DROP_DB: "COM_DROP_DB is not allowed: use DROP DATABASE",
     Command.COM_PROCESS_INFO: "COM_PROCESS_INFO is not allowed through the gateway",
 }
+LOCAL_INFILE_REFUSED = (
+    "LOAD DATA LOCAL is refused: the gateway does not relay files from the client "
+    "(load server-side files, or INSERT the rows)"
+)
+LOCAL_WORD = re.compile(r"\bLOCAL\b")
 HOUSEKEEPING = {
     Command.COM_PING: "COM_PING",
     Command.COM_STATISTICS: "COM_STATISTICS",
@@ -100,6 +107,9 @@ RESPONSE_CAPABILITIES = (
 )
 """Capabilities that change how responses look: both legs must agree on them."""
 LOST = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+EXPIRED_GRACE = 300.0
+"""How long a session whose token expired while idle waits for the client's next command
+(to answer it with the reason) before closing without a word."""
 SLOW_QUERY_WATCH = 0.05
 """After this long without a full answer, watch the client too (to kill a query it left)."""
 
@@ -370,36 +380,45 @@ class MySQLSession:
     async def _commands(self) -> None:
         server, identity = self.server, self.identity
         assert server is not None and identity is not None
-        expires = identity.expires_at
+        expires = deadline = identity.expires_at
         while True:
             event = server.next_event()
             await self._flush()
             if event is NEED_DATA:
-                left = expires - time.time()
-                if left <= 0:
-                    self._expired()
-                with trio.move_on_after(left) as scope:
-                    await self._receive()
-                if scope.cancelled_caught:
-                    self._expired()
-                continue
+                left = deadline - time.time()
+                if left > 0:
+                    with trio.move_on_after(left):
+                        await self._receive()
+                    continue
+                if deadline == expires:
+                    # Expired while idle: free the upstream now, but answer the client's
+                    # next command with the reason (an ERR sent now would be lost in the
+                    # reset when the client writes to a closed socket).
+                    await self._drop_upstream()
+                    deadline = time.time() + EXPIRED_GRACE
+                    continue
+                raise ClosingSession("token_expired", "the token expired (the client was idle)")
             if isinstance(event, ConnectionClosed):
+                if time.time() >= expires:
+                    raise ClosingSession("token_expired", "the token expired")
                 if event.by_quit and self.upstream is not None:
                     await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
                 return
             if time.time() >= expires:
-                self._expired()
+                raise ClosingSession(
+                    "token_expired",
+                    "the token expired",
+                    client_message="wardgate: your token expired; reconnect with a fresh token",
+                )
             if isinstance(event, InvalidCommand):
                 await self._refuse(event.command, event.error.message, event.error.error_code)
             elif isinstance(event, CommandReceived):
                 await self._command(event)
 
-    def _expired(self) -> None:
-        raise ClosingSession(
-            "token_expired",
-            "the token expired",
-            client_message="wardgate: your token expired; reconnect with a fresh token",
-        )
+    async def _drop_upstream(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            await trio.aclose_forcefully(upstream.stream)
 
     async def _refuse(self, command: int, message: str, code: int) -> None:
         seq = self.log.next_seq()
@@ -434,6 +453,9 @@ class MySQLSession:
         assert identity is not None
         guard, target = self.ctx.guard, self.target
         params: list[object] | None = None
+        if isinstance(packet, ComQuery | ComStmtPrepare) and _loads_local_file(packet.sql):
+            await self._refuse(command, LOCAL_INFILE_REFUSED, ErrorCode.ER_NOT_ALLOWED_COMMAND)
+            return
         if isinstance(packet, ComQuery | ComStmtPrepare):
             verdict = await guard.check_sql(
                 log=self.log,
@@ -585,6 +607,16 @@ class MySQLSession:
     def _masker(self, profile: str | None) -> ResultMasker | None:
         resolved = self.ctx.guard.masking_profile(profile)
         return ResultMasker(resolved) if resolved is not None else None
+
+
+def _loads_local_file(sql: str) -> bool:
+    """Whether a statement of ``sql`` is LOAD DATA/XML LOCAL (the client would send a file)."""
+    for statement in classify_sql(sql).statements:
+        if statement.kind is StatementKind.LOAD_OUTFILE and statement.subkind.startswith("LOAD"):
+            head = statement.text.upper().split("INFILE", 1)[0]
+            if LOCAL_WORD.search(head):
+                return True
+    return False
 
 
 def _command_name(command: int) -> str:
