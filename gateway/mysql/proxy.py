@@ -11,7 +11,7 @@ A connection goes through three phases, all recorded in its ``Session`` stream:
    both legs agree and response bytes pass through unchanged.
 2. Commands: each is classified and decided by the :class:`Guard`, whose events are
    durable before anything is forwarded. Denied or failed holds are answered with an ERR
-   packet; forwarded ones are relayed back by :func:`relay_response`, rows masked on the way.
+   packet; forwarded ones are relayed back by :class:`ResponseRelay`, rows masked on the way.
    If the client vanishes while a statement runs, the statement is killed upstream.
 3. Close: client quit, token expiry (an ERR and ``Closed(token_expired)``), an operator's
    termination, an upstream failure, or a protocol error: exactly one ``Closed`` event.
@@ -27,7 +27,6 @@ import logging
 import re
 import ssl
 import time
-from typing import Any
 
 import trio
 
@@ -54,7 +53,7 @@ from gateway.mysql.constants import Capability, Command, ErrorCode, sqlstate_for
 from gateway.mysql.errors import MySQLProtocolError
 from gateway.mysql.framing import frame
 from gateway.mysql.packets import ErrPacket
-from gateway.mysql.relay import RowRewriter, UpstreamClosed, relay_response
+from gateway.mysql.relay import ResponseRelay, UpstreamClosed
 from gateway.mysql.result_masking import ResultMasker
 from gateway.mysql.upstream import (
     UpstreamConnection,
@@ -228,6 +227,9 @@ class MySQLSession:
             await self._send_error(f"wardgate: {exc}", ErrorCode.CR_SERVER_LOST)
         except (OSError, ssl.SSLError) as exc:
             reason, detail = "error", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug ends this connection only, never the listener
+            logger.exception("session %s failed", self.log.id)
+            reason, detail = "error", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             ctx.sessions.remove(self.log.id)
             ctx.writer.submit([self.log.event(Session.Closed, reason=reason, detail=detail)])
@@ -541,12 +543,10 @@ class MySQLSession:
         if tracker is None:
             return
         masker = self._masker(profile)
-        rewrite: RowRewriter | None = masker
+        relay = ResponseRelay(upstream.stream, self.client, tracker, rewrite=masker)
         try:
-            with trio.move_on_after(SLOW_QUERY_WATCH) as quick:
-                await relay_response(upstream.stream, self.client, tracker, rewrite=rewrite)
-            if quick.cancelled_caught:
-                await self._relay_watching_client(tracker, rewrite)
+            if not await relay.run(trio.current_time() + SLOW_QUERY_WATCH):
+                await self._relay_watching_client(relay)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._kill_upstream_query()
             raise
@@ -568,30 +568,35 @@ class MySQLSession:
             ]
         )
 
-    async def _relay_watching_client(self, tracker: Any, rewrite: RowRewriter | None) -> None:
+    async def _relay_watching_client(self, relay: ResponseRelay) -> None:
         """The rest of a slow response, while watching whether the client goes away."""
-        upstream = self.upstream
         server = self.server
-        assert upstream is not None and server is not None
+        assert server is not None
         gone = False
+        failure: Exception | None = None
 
         async def watch(cancel: trio.CancelScope) -> None:
             nonlocal gone
-            while True:
-                data = await self.client.receive_some(65536)
-                if not data:
-                    gone = True
-                    cancel.cancel()
-                    return
-                server.receive_data(bytes(data))  # a pipelined next command
+            try:
+                while data := await self.client.receive_some(65536):
+                    server.receive_data(bytes(data))  # a pipelined next command
+            except LOST:
+                pass
+            gone = True
+            cancel.cancel()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch, nursery.cancel_scope)
-            await relay_response(upstream.stream, self.client, tracker, rewrite=rewrite)
+            try:
+                await relay.run()
+            except Exception as exc:  # raised below, not as an ExceptionGroup
+                failure = exc
             nursery.cancel_scope.cancel()
         if gone:
             await self._kill_upstream_query()
             raise trio.BrokenResourceError("the client went away mid-query")
+        if failure is not None:
+            raise failure
 
     async def _kill_upstream_query(self) -> None:
         upstream = self.upstream

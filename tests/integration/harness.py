@@ -237,21 +237,22 @@ def gateway_process(
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("WARDGATE_")}
     child_env.update(env or {})
     child_env["PYTHONPATH"] = str(ROOT)
+    log = (data_dir / "serve.log").open("w")  # the gateway's own log, for post-mortems
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gateway.cli",
+            "--config",
+            str(data_dir / "wardgate.toml"),
             "serve",
             "--log-level",
             "WARNING",
-            "--config",
-            str(data_dir / "wardgate.toml"),
         ],
         cwd=ROOT,
         env=child_env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
     )
     try:
@@ -275,4 +276,5 @@ def gateway_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        log.close()
         idp.stop()
