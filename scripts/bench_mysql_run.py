@@ -344,7 +344,12 @@ def main() -> int:
     parser.add_argument("--time", type=int, default=10, help="seconds per sysbench run")
     parser.add_argument("--repeat", type=int, default=2, help="bracketed gateway runs")
     parser.add_argument("--quick", action="store_true", help="point_select, text, 4 threads")
-    parser.add_argument("--masking", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--masking",
+        choices=("on", "off"),
+        default="off",
+        help="the default masking profile on the results (off: the audited path alone)",
+    )
     parser.add_argument("--table-size", type=int, default=10000)
     args = parser.parse_args()
     prepare_database(args.table_size)

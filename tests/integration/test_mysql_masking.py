@@ -14,6 +14,8 @@ import pytest
 
 from events.domain import Session
 from gateway.demo import self_signed_certificate
+from gateway.masking import DEFAULT_PROFILE, ColumnInfo, MaskingProfile
+from gateway.mysql.result_masking import RowMaskerPool
 
 from .harness import RunningGateway, mariadb, running_gateway
 
@@ -184,3 +186,26 @@ def test_the_event_store_holds_no_original_value(
         assert not leaked, f"{column}: {leaked[:3]} is in the event store"
     files = b"".join(p.read_bytes() for p in gw.data_dir.glob("events.db*"))
     assert not [v for vs in originals.values() for v in vs if v.encode() in files]
+
+
+# -- the row masker pool (pure) ---------------------------------------------------------
+
+
+def test_pooled_row_maskers_count_per_result_and_never_cross_profiles() -> None:
+    pool = RowMaskerPool(shapes=2, per_shape=1)
+    columns = (
+        ColumnInfo(schema="s", table="t", org_table="t", name="e", org_name="e", is_text=True),
+    )
+    first = pool.take(DEFAULT_PROFILE, columns)
+    assert first.mask_row([b"mail ada@example.com"]) is not None
+    concurrent = pool.take(DEFAULT_PROFILE, columns)
+    assert concurrent is not first  # a result in progress keeps its own masker
+    pool.give_back(DEFAULT_PROFILE, columns, first)
+    pool.give_back(DEFAULT_PROFILE, columns, concurrent)  # over per_shape: dropped
+    again = pool.take(DEFAULT_PROFILE, columns)
+    assert again is first and not again.counts  # counts start from zero for each result
+    assert pool.take(DEFAULT_PROFILE, columns) is not first
+    other = MaskingProfile(name="emails-only", detectors=frozenset({"email"}))
+    assert pool.take(other, columns) is not first
+    pool.give_back(DEFAULT_PROFILE, columns, first)
+    assert pool.take(other, columns) is not first  # another profile never gets it
