@@ -77,6 +77,13 @@ REFUSED = {
     Command.COM_CREATE_DB: "COM_CREATE_DB is not allowed: use CREATE DATABASE",
     Command.COM_DROP_DB: "COM_DROP_DB is not allowed: use DROP DATABASE",
     Command.COM_PROCESS_INFO: "COM_PROCESS_INFO is not allowed through the gateway",
+    Command.COM_CHANGE_USER: "COM_CHANGE_USER is not allowed: the session's identity is its "
+    "token; reconnect with another token",
+    Command.COM_BINLOG_DUMP: "replication (COM_BINLOG_DUMP) is not allowed through the gateway",
+    Command.COM_BINLOG_DUMP_GTID: "replication (COM_BINLOG_DUMP_GTID) is not allowed through "
+    "the gateway",
+    Command.COM_REGISTER_SLAVE: "replication (COM_REGISTER_SLAVE) is not allowed through the "
+    "gateway",
 }
 LOCAL_INFILE_REFUSED = (
     "LOAD DATA LOCAL is refused: the gateway does not relay files from the client "
@@ -232,7 +239,8 @@ class MySQLSession:
             reason, detail = "error", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             ctx.sessions.remove(self.log.id)
-            ctx.writer.submit([self.log.event(Session.Closed, reason=reason, detail=detail)])
+            closed = self.log.event(Session.Closed, reason=reason, detail=detail)
+            ctx.writer.submit([closed], now=True)
             if self.upstream is not None:
                 await trio.aclose_forcefully(self.upstream.stream)
             await trio.aclose_forcefully(self.client)
@@ -413,7 +421,13 @@ class MySQLSession:
                     client_message="wardgate: your token expired; reconnect with a fresh token",
                 )
             if isinstance(event, InvalidCommand):
-                await self._refuse(event.command, event.error.message, event.error.error_code)
+                if event.command in REFUSED:
+                    message = REFUSED[Command(event.command)]
+                    await self._refuse(
+                        event.command, message, ErrorCode.ER_SPECIFIC_ACCESS_DENIED_ERROR
+                    )
+                else:
+                    await self._refuse(event.command, event.error.message, event.error.error_code)
             elif isinstance(event, CommandReceived):
                 await self._command(event)
 
