@@ -27,6 +27,7 @@ import logging
 import re
 import ssl
 import time
+from dataclasses import dataclass
 
 import trio
 
@@ -39,6 +40,7 @@ from gateway.mysql.commands import (
     ComQuery,
     ComStmtExecute,
     ComStmtPrepare,
+    StatementCommand,
 )
 from gateway.mysql.connection import (
     NEED_DATA,
@@ -120,6 +122,19 @@ SLOW_QUERY_WATCH = 0.05
 """After this long without a full answer, watch the client too (to kill a query it left)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedStatement:
+    """What was decided at PREPARE, applied at every EXECUTE (and FETCH) of the statement."""
+
+    sql: str
+    rule: str
+    masking_profile: str | None
+
+
+UNKNOWN_STATEMENT = PreparedStatement(sql="", rule="?", masking_profile=None)
+"""An id the session never prepared (the server answers with an error): default masking."""
+
+
 class ClosingSession(Exception):
     """Ends the session loop with a reason recorded in ``Closed``."""
 
@@ -178,7 +193,7 @@ class MySQLSession:
         self.upstream: UpstreamConnection | None = None
         self.server: ServerSide | None = None
         self.database: str | None = None
-        self.prepared: dict[int, tuple[str, str]] = {}
+        self.prepared: dict[int, PreparedStatement] = {}
         self.terminated: tuple[str, str] | None = None
         self.cancel_scope = trio.CancelScope()
         try:
@@ -469,6 +484,7 @@ class MySQLSession:
         assert identity is not None
         guard, target = self.ctx.guard, self.target
         params: list[object] | None = None
+        profile_override: tuple[str | None] | None = None
         if isinstance(packet, ComQuery | ComStmtPrepare) and _loads_local_file(packet.sql):
             await self._refuse(command, LOCAL_INFILE_REFUSED, ErrorCode.ER_NOT_ALLOWED_COMMAND)
             return
@@ -507,17 +523,21 @@ class MySQLSession:
                 max_hold=target.max_hold,
             )
         elif isinstance(packet, ComStmtExecute):
-            text, rule = self.prepared.get(packet.statement_id, ("", "?"))
+            statement = self.prepared.get(packet.statement_id, UNKNOWN_STATEMENT)
             params = [_param(v) for v in packet.values]
             verdict = await guard.record_protocol(
                 log=self.log,
                 identity=identity,
                 kind="COM_STMT_EXECUTE",
-                text=text,
+                text=statement.sql,
                 params=params,
-                rule=rule,
+                rule=statement.rule,
             )
+            profile_override = (statement.masking_profile,)
         elif command in HOUSEKEEPING:
+            if isinstance(packet, StatementCommand):  # FETCH rows: the statement's masking
+                found = self.prepared.get(packet.statement_id, UNKNOWN_STATEMENT)
+                profile_override = (found.masking_profile,)
             verdict = await guard.record_protocol(
                 log=self.log,
                 identity=identity,
@@ -542,11 +562,15 @@ class MySQLSession:
                 )
                 await self._flush()
             return
-        await self._forward(event, verdict.seq, verdict.masking_profile)
+        # Rows of an executed statement are masked by the profile decided at its PREPARE.
+        profile = verdict.masking_profile if profile_override is None else profile_override[0]
+        await self._forward(event, verdict.seq, profile)
         if isinstance(packet, ComStmtPrepare) and event.tracker is not None:
             ok = event.tracker.prepare_ok
             if ok is not None:
-                self.prepared[ok.statement_id] = (packet.sql, verdict.rule)
+                self.prepared[ok.statement_id] = PreparedStatement(
+                    sql=packet.sql, rule=verdict.rule, masking_profile=verdict.masking_profile
+                )
 
     async def _forward(self, event: CommandReceived, seq: int, profile: str | None) -> None:
         upstream = self.upstream

@@ -29,6 +29,7 @@ version = 1
 name = "clients"
 default = "deny"
 unknown = "deny"
+masking_profile = "none"  # masking is tested in test_mysql_masking.py
 
 [[rule]]
 name = "no-drop"
@@ -62,6 +63,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
             cur.execute("DROP TABLE IF EXISTS items")
             cur.execute("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(50)) ENGINE=InnoDB")
             cur.execute("INSERT INTO items VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+            cur.execute("DROP TABLE IF EXISTS contacts")
+            cur.execute("CREATE TABLE contacts (id INT PRIMARY KEY, email VARCHAR(80))")
+            cur.execute("INSERT INTO contacts VALUES (1, 'ada.lovelace@example.com')")
         yield g
 
 
@@ -242,6 +246,22 @@ def test_connector_prepared_statements_record_parameters(gw: RunningGateway) -> 
     assert prepares
     assert [2, "marker-7781"] in [e.params for e in executes]
     assert [3, "marker-7782"] in [e.params for e in executes]
+
+
+def test_executed_statements_are_masked_as_decided_at_prepare(gw: RunningGateway) -> None:
+    """This policy turns masking off: rows of EXECUTE follow the PREPARE's decision (they
+    used to get the default profile, whatever the policy said)."""
+    conn = connector(gw)
+    try:
+        cur = conn.cursor(prepared=True)
+        cur.execute("SELECT email FROM contacts WHERE id = ?", (1,))
+        assert [tuple(r) for r in cur.fetchall()] == [("ada.lovelace@example.com",)]
+        cur.close()
+        text = conn.cursor()
+        text.execute("SELECT email FROM contacts WHERE id = 1")
+        assert text.fetchall() == [("ada.lovelace@example.com",)]
+    finally:
+        conn.close()
 
 
 def test_connector_transaction_rolls_back(gw: RunningGateway) -> None:
