@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 import ssl
 import time
@@ -158,6 +159,7 @@ class MySQLProxy:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls.load_cert_chain(str(target.tls_cert), str(target.tls_key))
         self.port = 0
+        self._credential: tuple[tuple[int, int, int], Credential] | None = None
 
     async def upstream_info(self) -> UpstreamInfo:
         if self.info is None:
@@ -165,10 +167,23 @@ class MySQLProxy:
         return self.info
 
     def credential(self) -> Credential:
+        """The vaulted upstream login, decrypted again only when the vault file changed
+        (``vault set`` replaces the file: a new inode and mtime), not on every connection."""
+        vault = self.ctx.vault
         try:
-            return self.ctx.vault.get(self.target.credential)
+            st = os.stat(vault.path)
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        cached = self._credential
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            credential = vault.get(self.target.credential)
         except VaultError as exc:
             raise UpstreamError(f"target {self.target.name}: {exc}") from None
+        self._credential = (stamp, credential) if stamp is not None else None
+        return credential
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         host, port = self.target.listen
