@@ -89,6 +89,7 @@ def test_a_200_mb_result_streams_with_bounded_gateway_memory(gw: GatewayProcess)
     assert got_rows == rows
     assert got_bytes >= 200 * 1_000_000
     peak = max(sampler.samples)
+    print(f"gateway VmRSS: {baseline} KiB before, {peak} KiB peak while streaming {got_bytes} B")
     assert len(sampler.samples) > 10
     assert (peak - baseline) * 1024 < 100 * MIB, (baseline, peak)
 
