@@ -15,6 +15,7 @@ before any policy was applied the gateway denies everything, saying so.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -102,10 +103,9 @@ class Guard:
         max_hold: float,
     ) -> Verdict:
         classification = classify_sql(text, sql_mode)
-        try:
-            normalized = normalize_sql(text, sql_mode)
-        except SqlTokenError:
-            normalized = text.strip()
+        normalized = (
+            _normalized(text, sql_mode) if len(text) <= 2048 else _normalize(text, sql_mode)
+        )
         request = CommandRequest(
             subject=identity.subject,
             groups=tuple(sorted(identity.groups)),
@@ -430,6 +430,18 @@ class _Command:
             masking_profile=d.masking_profile,
             seq=self.seq,
         )
+
+
+def _normalize(text: str, sql_mode: SqlMode) -> str:
+    try:
+        return normalize_sql(text, sql_mode)
+    except SqlTokenError:
+        return text.strip()
+
+
+# The same statements come back again and again (applications, ORMs, benchmarks): the
+# normalized text, used only to match approvals, is pure and cheap to keep.
+_normalized = functools.lru_cache(maxsize=4096)(_normalize)
 
 
 def log_store_failure(exc: StoreError) -> None:

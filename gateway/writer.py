@@ -12,8 +12,11 @@ the batches grow and the cost per command falls.
   command only after its CommandReceived/Decided/Forwarded events are stored (fail closed).
   If the store fails, every waiter of that batch gets :class:`StoreUnavailable`.
 * :meth:`EventWriter.submit` does not wait (response events): they ride on the next
-  transaction. If their transaction fails they are kept and retried with the next batch
-  (bounded: past ``max_backlog`` events the oldest are counted as lost and reported).
+  transaction. They do not wake the writer: they wait in a list until the next ``write``
+  (under load, within a fraction of a millisecond) or at most ``flush_after`` (when idle),
+  so one command costs one transaction, not two. If their transaction fails they are kept
+  and retried with the next batch (bounded: past ``max_backlog`` events the oldest are
+  counted as lost and reported).
 * On SQLite with the default durability the commit runs inline on the trio thread: a
   WAL commit with ``synchronous=NORMAL`` is a 20-60 µs stall, while a thread hop costs as
   much as the commit itself. With ``power-loss`` durability (an fsync) or on PostgreSQL
@@ -59,8 +62,12 @@ class WriterStats:
 
 
 class EventWriter:
-    def __init__(self, store: EventStore, *, max_backlog: int = 100_000) -> None:
+    def __init__(
+        self, store: EventStore, *, max_backlog: int = 100_000, flush_after: float = 0.02
+    ) -> None:
         self.store = store
+        self.flush_after = flush_after
+        self._deferred: list[_Submission] = []
         self.inline = store.backend == "sqlite" and store.settings.durability == "process-crash"
         self.max_backlog = max_backlog
         self._send, self._receive = trio.open_memory_channel[_Submission](math.inf)
@@ -78,9 +85,13 @@ class EventWriter:
         if submission.error is not None:
             raise submission.error
 
-    def submit(self, events: Sequence[DomainEvent]) -> None:
-        """Queue ``events`` to ride on the next transaction; does not wait."""
-        self._send.send_nowait(_Submission(events, None))
+    def submit(self, events: Sequence[DomainEvent], *, now: bool = False) -> None:
+        """Queue ``events`` to ride on the next transaction; does not wait. With ``now``
+        the writer is woken for them (a session's last events: readers expect them soon)."""
+        if now:
+            self._send.send_nowait(_Submission(events, None))
+        else:
+            self._deferred.append(_Submission(events, None))
         self.stats.queue_depth += 1
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -90,18 +101,25 @@ class EventWriter:
         while True:
             batch = self._backlog
             self._backlog = []
-            if not batch:
-                batch.append(await receive.receive())
-            else:
-                # Kept response events are retried every half second, even when idle.
-                with trio.move_on_after(0.5):
-                    batch.append(await receive.receive())
+            # Kept response events are retried every half second; deferred ones wait at
+            # most flush_after for a write to ride with.
+            with trio.move_on_after(0.5 if batch else self.flush_after):
+                first = await receive.receive()
+                # Deferred events first: a session's submitted events precede its later
+                # writes (versions must be stored in order).
+                batch += self._deferred
+                self._deferred = []
+                batch.append(first)
             while True:
                 try:
                     batch.append(receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self._commit(batch)
+            if self._deferred:
+                batch += self._deferred
+                self._deferred = []
+            if batch:
+                await self._commit(batch)
 
     async def _save(self, events: list[DomainEvent]) -> None:
         if self.inline:

@@ -1,11 +1,10 @@
 """Masking benchmark: row latency (1,000 rows x 10 columns) and stream throughput.
 
-    /work/main/.venv/bin/python scripts/bench_masking.py [--repeat 30] [--mb 8]
+    /work/main/.venv/bin/python scripts/bench_masking.py [--repeat 30] [--mb 8] [--gateway-rows N]
 
-Pure in-process measurements of gateway.masking, wall clock and CPU time of this process (on a
-shared machine the CPU figure is the cost of masking; wall time adds waiting for a core). The
-end-to-end figure (a result set through the running gateway) belongs in a separate section,
-to be added with the gateway driver.
+Pure in-process measurements of gateway.masking; with ``--gateway-rows N`` also a result set
+of N typical rows read through a running gateway, masking off and on (separate section at
+the end; needs the local MariaDB).
 """
 
 from __future__ import annotations
@@ -202,15 +201,96 @@ def bench_long_lines(chunk: int) -> None:
         )
 
 
+# -- through the running gateway ---------------------------------------------------------
+# A result set of typical rows read with PyMySQL directly from MariaDB, through wardgate
+# with masking off (policy masking_profile = "none"), and through wardgate with the default
+# profile: the masking cost as a client sees it. Needs the local MariaDB; uses the helpers
+# of scripts/bench_mysql_run.py (a `wardgate serve` subprocess and the dev IdP).
+
+
+def _load_typical_table(rows: int) -> None:
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+    with conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS sbtest")
+        cur.execute("DROP TABLE IF EXISTS sbtest.masking_rows")
+        cur.execute(
+            "CREATE TABLE sbtest.masking_rows (id INT PRIMARY KEY, name VARCHAR(80), "
+            "email VARCHAR(120), amount VARCHAR(20), created_at VARCHAR(20), "
+            "status VARCHAR(12), city VARCHAR(30), payment_note VARCHAR(80), "
+            "note VARCHAR(80), country CHAR(2))"
+        )
+        data = typical_rows(rows, random.Random(7))
+        cur.executemany(
+            "INSERT INTO sbtest.masking_rows VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            data,
+        )
+
+
+def _read_all(port: int, user: str, password: str) -> float:
+    import pymysql
+
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=port,
+        user=user,
+        password=password,
+        database="sbtest",
+        ssl_disabled=True,
+    )
+    with conn, conn.cursor() as cur:
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            cur.execute("SELECT * FROM masking_rows")
+            cur.fetchall()
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_through_gateway(rows: int) -> None:
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_mysql_run as mysql_bench
+
+    mysql_bench.prepare_database(1000)
+    _load_typical_table(rows)
+    direct = _read_all(3306, mysql_bench.USER, mysql_bench.PASSWORD)
+    timings = {"direct": direct}
+    for masking in (False, True):
+        with tempfile.TemporaryDirectory(prefix="wg-mask-bench-") as tmp:
+            gw = mysql_bench.Wardgate(Path(tmp), masking=masking)
+            try:
+                label = "wardgate, masking on" if masking else "wardgate, masking off"
+                timings[label] = _read_all(gw.port, "agent", gw.token)
+            finally:
+                gw.stop()
+    for label, seconds in timings.items():
+        print(
+            f"through the gateway: {rows} rows x 10 columns, {label:<22} "
+            f"{seconds * 1000:8.1f} ms ({rows / seconds:,.0f} rows/s, best of 3)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--mb", type=int, default=8)
+    parser.add_argument(
+        "--gateway-rows",
+        type=int,
+        default=0,
+        help="also read this many typical rows through a running wardgate (needs MariaDB)",
+    )
     args = parser.parse_args()
     bench_rows(args.repeat)
     for chunk in (4096, 32768):
         bench_stream(args.mb, chunk)
     bench_long_lines(4096)
+    if args.gateway_rows:
+        bench_through_gateway(args.gateway_rows)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ A connection goes through three phases, all recorded in its ``Session`` stream:
    both legs agree and response bytes pass through unchanged.
 2. Commands: each is classified and decided by the :class:`Guard`, whose events are
    durable before anything is forwarded. Denied or failed holds are answered with an ERR
-   packet; forwarded ones are relayed back by :func:`relay_response`, rows masked on the way.
+   packet; forwarded ones are relayed back by :class:`ResponseRelay`, rows masked on the way.
    If the client vanishes while a statement runs, the statement is killed upstream.
 3. Close: client quit, token expiry (an ERR and ``Closed(token_expired)``), an operator's
    termination, an upstream failure, or a protocol error: exactly one ``Closed`` event.
@@ -24,9 +24,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
+import re
 import ssl
 import time
-from typing import Any
+from dataclasses import dataclass
 
 import trio
 
@@ -39,6 +41,7 @@ from gateway.mysql.commands import (
     ComQuery,
     ComStmtExecute,
     ComStmtPrepare,
+    StatementCommand,
 )
 from gateway.mysql.connection import (
     NEED_DATA,
@@ -53,7 +56,7 @@ from gateway.mysql.constants import Capability, Command, ErrorCode, sqlstate_for
 from gateway.mysql.errors import MySQLProtocolError
 from gateway.mysql.framing import frame
 from gateway.mysql.packets import ErrPacket
-from gateway.mysql.relay import RowRewriter, UpstreamClosed, relay_response
+from gateway.mysql.relay import ResponseRelay, UpstreamClosed
 from gateway.mysql.result_masking import ResultMasker
 from gateway.mysql.upstream import (
     UpstreamConnection,
@@ -62,6 +65,7 @@ from gateway.mysql.upstream import (
     connect,
     kill_query,
 )
+from gateway.policy.sql import StatementKind, classify_sql
 from gateway.session import SessionLog
 from gateway.targets import MySQLTarget
 from gateway.vault import Credential, VaultError
@@ -76,7 +80,19 @@ REFUSED = {
     Command.COM_CREATE_DB: "COM_CREATE_DB is not allowed: use CREATE DATABASE",
     Command.COM_DROP_DB: "COM_DROP_DB is not allowed: use DROP DATABASE",
     Command.COM_PROCESS_INFO: "COM_PROCESS_INFO is not allowed through the gateway",
+    Command.COM_CHANGE_USER: "COM_CHANGE_USER is not allowed: the session's identity is its "
+    "token; reconnect with another token",
+    Command.COM_BINLOG_DUMP: "replication (COM_BINLOG_DUMP) is not allowed through the gateway",
+    Command.COM_BINLOG_DUMP_GTID: "replication (COM_BINLOG_DUMP_GTID) is not allowed through "
+    "the gateway",
+    Command.COM_REGISTER_SLAVE: "replication (COM_REGISTER_SLAVE) is not allowed through the "
+    "gateway",
 }
+LOCAL_INFILE_REFUSED = (
+    "LOAD DATA LOCAL is refused: the gateway does not relay files from the client "
+    "(load server-side files, or INSERT the rows)"
+)
+LOCAL_WORD = re.compile(r"\bLOCAL\b")
 HOUSEKEEPING = {
     Command.COM_PING: "COM_PING",
     Command.COM_STATISTICS: "COM_STATISTICS",
@@ -100,8 +116,24 @@ RESPONSE_CAPABILITIES = (
 )
 """Capabilities that change how responses look: both legs must agree on them."""
 LOST = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+EXPIRED_GRACE = 300.0
+"""How long a session whose token expired while idle waits for the client's next command
+(to answer it with the reason) before closing without a word."""
 SLOW_QUERY_WATCH = 0.05
 """After this long without a full answer, watch the client too (to kill a query it left)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedStatement:
+    """What was decided at PREPARE, applied at every EXECUTE (and FETCH) of the statement."""
+
+    sql: str
+    rule: str
+    masking_profile: str | None
+
+
+UNKNOWN_STATEMENT = PreparedStatement(sql="", rule="?", masking_profile=None)
+"""An id the session never prepared (the server answers with an error): default masking."""
 
 
 class ClosingSession(Exception):
@@ -127,6 +159,7 @@ class MySQLProxy:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls.load_cert_chain(str(target.tls_cert), str(target.tls_key))
         self.port = 0
+        self._credential: tuple[tuple[int, int, int], Credential] | None = None
 
     async def upstream_info(self) -> UpstreamInfo:
         if self.info is None:
@@ -134,10 +167,23 @@ class MySQLProxy:
         return self.info
 
     def credential(self) -> Credential:
+        """The vaulted upstream login, decrypted again only when the vault file changed
+        (``vault set`` replaces the file: a new inode and mtime), not on every connection."""
+        vault = self.ctx.vault
         try:
-            return self.ctx.vault.get(self.target.credential)
+            st = os.stat(vault.path)
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        cached = self._credential
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            credential = vault.get(self.target.credential)
         except VaultError as exc:
             raise UpstreamError(f"target {self.target.name}: {exc}") from None
+        self._credential = (stamp, credential) if stamp is not None else None
+        return credential
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         host, port = self.target.listen
@@ -162,7 +208,7 @@ class MySQLSession:
         self.upstream: UpstreamConnection | None = None
         self.server: ServerSide | None = None
         self.database: str | None = None
-        self.prepared: dict[int, tuple[str, str]] = {}
+        self.prepared: dict[int, PreparedStatement] = {}
         self.terminated: tuple[str, str] | None = None
         self.cancel_scope = trio.CancelScope()
         try:
@@ -218,9 +264,13 @@ class MySQLSession:
             await self._send_error(f"wardgate: {exc}", ErrorCode.CR_SERVER_LOST)
         except (OSError, ssl.SSLError) as exc:
             reason, detail = "error", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug ends this connection only, never the listener
+            logger.exception("session %s failed", self.log.id)
+            reason, detail = "error", f"internal error: {type(exc).__name__}: {exc}"
         finally:
             ctx.sessions.remove(self.log.id)
-            ctx.writer.submit([self.log.event(Session.Closed, reason=reason, detail=detail)])
+            closed = self.log.event(Session.Closed, reason=reason, detail=detail)
+            ctx.writer.submit([closed], now=True)
             if self.upstream is not None:
                 await trio.aclose_forcefully(self.upstream.stream)
             await trio.aclose_forcefully(self.client)
@@ -370,36 +420,51 @@ class MySQLSession:
     async def _commands(self) -> None:
         server, identity = self.server, self.identity
         assert server is not None and identity is not None
-        expires = identity.expires_at
+        expires = deadline = identity.expires_at
         while True:
             event = server.next_event()
             await self._flush()
             if event is NEED_DATA:
-                left = expires - time.time()
-                if left <= 0:
-                    self._expired()
-                with trio.move_on_after(left) as scope:
-                    await self._receive()
-                if scope.cancelled_caught:
-                    self._expired()
-                continue
+                left = deadline - time.time()
+                if left > 0:
+                    with trio.move_on_after(left):
+                        await self._receive()
+                    continue
+                if deadline == expires:
+                    # Expired while idle: free the upstream now, but answer the client's
+                    # next command with the reason (an ERR sent now would be lost in the
+                    # reset when the client writes to a closed socket).
+                    await self._drop_upstream()
+                    deadline = time.time() + EXPIRED_GRACE
+                    continue
+                raise ClosingSession("token_expired", "the token expired (the client was idle)")
             if isinstance(event, ConnectionClosed):
+                if time.time() >= expires:
+                    raise ClosingSession("token_expired", "the token expired")
                 if event.by_quit and self.upstream is not None:
                     await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
                 return
             if time.time() >= expires:
-                self._expired()
+                raise ClosingSession(
+                    "token_expired",
+                    "the token expired",
+                    client_message="wardgate: your token expired; reconnect with a fresh token",
+                )
             if isinstance(event, InvalidCommand):
-                await self._refuse(event.command, event.error.message, event.error.error_code)
+                if event.command in REFUSED:
+                    message = REFUSED[Command(event.command)]
+                    await self._refuse(
+                        event.command, message, ErrorCode.ER_SPECIFIC_ACCESS_DENIED_ERROR
+                    )
+                else:
+                    await self._refuse(event.command, event.error.message, event.error.error_code)
             elif isinstance(event, CommandReceived):
                 await self._command(event)
 
-    def _expired(self) -> None:
-        raise ClosingSession(
-            "token_expired",
-            "the token expired",
-            client_message="wardgate: your token expired; reconnect with a fresh token",
-        )
+    async def _drop_upstream(self) -> None:
+        upstream, self.upstream = self.upstream, None
+        if upstream is not None:
+            await trio.aclose_forcefully(upstream.stream)
 
     async def _refuse(self, command: int, message: str, code: int) -> None:
         seq = self.log.next_seq()
@@ -434,6 +499,10 @@ class MySQLSession:
         assert identity is not None
         guard, target = self.ctx.guard, self.target
         params: list[object] | None = None
+        profile_override: tuple[str | None] | None = None
+        if isinstance(packet, ComQuery | ComStmtPrepare) and _loads_local_file(packet.sql):
+            await self._refuse(command, LOCAL_INFILE_REFUSED, ErrorCode.ER_NOT_ALLOWED_COMMAND)
+            return
         if isinstance(packet, ComQuery | ComStmtPrepare):
             verdict = await guard.check_sql(
                 log=self.log,
@@ -469,17 +538,21 @@ class MySQLSession:
                 max_hold=target.max_hold,
             )
         elif isinstance(packet, ComStmtExecute):
-            text, rule = self.prepared.get(packet.statement_id, ("", "?"))
+            statement = self.prepared.get(packet.statement_id, UNKNOWN_STATEMENT)
             params = [_param(v) for v in packet.values]
             verdict = await guard.record_protocol(
                 log=self.log,
                 identity=identity,
                 kind="COM_STMT_EXECUTE",
-                text=text,
+                text=statement.sql,
                 params=params,
-                rule=rule,
+                rule=statement.rule,
             )
+            profile_override = (statement.masking_profile,)
         elif command in HOUSEKEEPING:
+            if isinstance(packet, StatementCommand):  # FETCH rows: the statement's masking
+                found = self.prepared.get(packet.statement_id, UNKNOWN_STATEMENT)
+                profile_override = (found.masking_profile,)
             verdict = await guard.record_protocol(
                 log=self.log,
                 identity=identity,
@@ -504,11 +577,15 @@ class MySQLSession:
                 )
                 await self._flush()
             return
-        await self._forward(event, verdict.seq, verdict.masking_profile)
+        # Rows of an executed statement are masked by the profile decided at its PREPARE.
+        profile = verdict.masking_profile if profile_override is None else profile_override[0]
+        await self._forward(event, verdict.seq, profile)
         if isinstance(packet, ComStmtPrepare) and event.tracker is not None:
             ok = event.tracker.prepare_ok
             if ok is not None:
-                self.prepared[ok.statement_id] = (packet.sql, verdict.rule)
+                self.prepared[ok.statement_id] = PreparedStatement(
+                    sql=packet.sql, rule=verdict.rule, masking_profile=verdict.masking_profile
+                )
 
     async def _forward(self, event: CommandReceived, seq: int, profile: str | None) -> None:
         upstream = self.upstream
@@ -519,12 +596,10 @@ class MySQLSession:
         if tracker is None:
             return
         masker = self._masker(profile)
-        rewrite: RowRewriter | None = masker
+        relay = ResponseRelay(upstream.stream, self.client, tracker, rewrite=masker)
         try:
-            with trio.move_on_after(SLOW_QUERY_WATCH) as quick:
-                await relay_response(upstream.stream, self.client, tracker, rewrite=rewrite)
-            if quick.cancelled_caught:
-                await self._relay_watching_client(tracker, rewrite)
+            if not await relay.run(trio.current_time() + SLOW_QUERY_WATCH):
+                await self._relay_watching_client(relay)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._kill_upstream_query()
             raise
@@ -546,30 +621,35 @@ class MySQLSession:
             ]
         )
 
-    async def _relay_watching_client(self, tracker: Any, rewrite: RowRewriter | None) -> None:
+    async def _relay_watching_client(self, relay: ResponseRelay) -> None:
         """The rest of a slow response, while watching whether the client goes away."""
-        upstream = self.upstream
         server = self.server
-        assert upstream is not None and server is not None
+        assert server is not None
         gone = False
+        failure: Exception | None = None
 
         async def watch(cancel: trio.CancelScope) -> None:
             nonlocal gone
-            while True:
-                data = await self.client.receive_some(65536)
-                if not data:
-                    gone = True
-                    cancel.cancel()
-                    return
-                server.receive_data(bytes(data))  # a pipelined next command
+            try:
+                while data := await self.client.receive_some(65536):
+                    server.receive_data(bytes(data))  # a pipelined next command
+            except LOST:
+                pass
+            gone = True
+            cancel.cancel()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch, nursery.cancel_scope)
-            await relay_response(upstream.stream, self.client, tracker, rewrite=rewrite)
+            try:
+                await relay.run()
+            except Exception as exc:  # raised below, not as an ExceptionGroup
+                failure = exc
             nursery.cancel_scope.cancel()
         if gone:
             await self._kill_upstream_query()
             raise trio.BrokenResourceError("the client went away mid-query")
+        if failure is not None:
+            raise failure
 
     async def _kill_upstream_query(self) -> None:
         upstream = self.upstream
@@ -585,6 +665,16 @@ class MySQLSession:
     def _masker(self, profile: str | None) -> ResultMasker | None:
         resolved = self.ctx.guard.masking_profile(profile)
         return ResultMasker(resolved) if resolved is not None else None
+
+
+def _loads_local_file(sql: str) -> bool:
+    """Whether a statement of ``sql`` is LOAD DATA/XML LOCAL (the client would send a file)."""
+    for statement in classify_sql(sql).statements:
+        if statement.kind is StatementKind.LOAD_OUTFILE and statement.subkind.startswith("LOAD"):
+            head = statement.text.upper().split("INFILE", 1)[0]
+            if LOCAL_WORD.search(head):
+                return True
+    return False
 
 
 def _command_name(command: int) -> str:

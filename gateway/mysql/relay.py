@@ -129,48 +129,90 @@ class _Rewriter:
         return b"".join(out)
 
 
+class ResponseRelay:
+    """The relay of one response, resumable: all its state (scanner, held-back bytes,
+    rewriter) lives here, so :meth:`run` may stop at its deadline and be called again.
+
+    Only the wait for server bytes is ever interrupted (cancelling ``receive_some`` loses
+    nothing); ``send_all`` to the client is never inside the timed part, because a
+    cancelled ``send_all`` leaves an unknown part of the bytes sent.
+    """
+
+    __slots__ = ("client", "held", "result", "rewriter", "scanner", "tracker", "upstream")
+
+    def __init__(
+        self,
+        upstream: trio.abc.ReceiveStream,
+        client: trio.abc.SendStream,
+        tracker: ResponseTracker,
+        *,
+        rewrite: RowRewriter | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.client = client
+        self.tracker = tracker
+        self.scanner = FrameScanner()
+        self.result = RelayResult()
+        self.rewriter = _Rewriter(tracker, rewrite, self.result) if rewrite is not None else None
+        self.held = b""
+
+    async def run(self, deadline: float | None = None) -> bool:
+        """Forward until the response is complete (True), or until ``deadline`` (trio
+        clock) passes while waiting for the server (False: call again to go on).
+
+        Raises :class:`UpstreamClosed` if the server goes away mid-response, and whatever
+        the client stream raises if the client does.
+        """
+        tracker, scanner, rewriter, result = self.tracker, self.scanner, self.rewriter, self.result
+        upstream = self.upstream
+        while not tracker.complete:
+            if deadline is None:
+                data = bytes(await upstream.receive_some(READ_SIZE))
+            else:
+                with trio.CancelScope(deadline=deadline):
+                    data = bytes(await upstream.receive_some(READ_SIZE))
+                    deadline = None  # the response has started: no more time limit
+                if deadline is not None:
+                    return False
+            if not data:
+                raise UpstreamClosed("the server closed the connection mid-response")
+            result.bytes_in += len(data)
+            held = self.held
+            buf = held + data if held else data
+            scan = scanner.scan(buf)
+            cut = scan.tail
+            if rewriter is None:
+                classify = tracker.classify
+                for start in scan.starts:
+                    classify(buf, start)
+                if cut < len(buf):
+                    kind = classify(buf, cut)
+                    if kind is not PacketKind.NEED_MORE:
+                        cut = scanner.stream_tail(buf, cut)  # a row: stream it as it arrives
+                out = buf[:cut]
+            else:
+                out = rewriter.feed(buf[:cut], scan.starts)
+            self.held = buf[cut:]
+            if out:
+                await self.client.send_all(out)
+                result.bytes_out += len(out)
+        if self.held:
+            raise UpstreamClosed("the server sent more than the response")  # pragma: no cover
+        return True
+
+
 async def relay_response(
     upstream: trio.abc.ReceiveStream,
     client: trio.abc.SendStream,
     tracker: ResponseTracker,
     *,
     rewrite: RowRewriter | None = None,
-    first: bytes = b"",
 ) -> RelayResult:
     """Forward the response to the current command until the tracker says it is complete.
 
     Raises :class:`UpstreamClosed` if the server goes away mid-response, and whatever the
     client stream raises if the client does.
     """
-    scanner = FrameScanner()
-    result = RelayResult()
-    rewriter = _Rewriter(tracker, rewrite, result) if rewrite is not None else None
-    held = b""
-    data = first
-    while not tracker.complete:
-        if not data:
-            data = bytes(await upstream.receive_some(READ_SIZE))
-            if not data:
-                raise UpstreamClosed("the server closed the connection mid-response")
-        result.bytes_in += len(data)
-        buf = held + data if held else data
-        data = b""
-        scan = scanner.scan(buf)
-        cut = scan.tail
-        if rewriter is None:
-            for start in scan.starts:
-                tracker.classify(buf, start)
-            if cut < len(buf):
-                kind = tracker.classify(buf, cut)
-                if kind is not PacketKind.NEED_MORE:
-                    cut = scanner.stream_tail(buf, cut)  # a row: stream it as it arrives
-            out = buf[:cut]
-        else:
-            out = rewriter.feed(buf[:cut], scan.starts)
-        held = buf[cut:]
-        if out:
-            await client.send_all(out)
-            result.bytes_out += len(out)
-    if held:
-        raise UpstreamClosed("the server sent more than the response")  # pragma: no cover
-    return result
+    relay = ResponseRelay(upstream, client, tracker, rewrite=rewrite)
+    await relay.run()
+    return relay.result

@@ -9,6 +9,11 @@ value longer than the declared column length parses fine.
 
 In strict mode (the default) a row that cannot be masked aborts the result with an ERR
 packet to the client: nothing unmasked leaks.
+
+Building a ``RowMasker`` costs far more than masking a typical row (its engine compiles the
+profile's detectors: about 0.4 ms), while applications send the same few result shapes again
+and again. Row maskers are therefore pooled per (profile, columns): a result takes one, and
+gives it back, counts emptied, when it ends; concurrent results of one shape get their own.
 """
 
 from __future__ import annotations
@@ -57,8 +62,50 @@ def column_info(column: ColumnDefinition41) -> ColumnInfo:
     )
 
 
+class RowMaskerPool:
+    """Idle row maskers by (profile, column shape); bounded, least recently used dropped."""
+
+    def __init__(self, *, shapes: int = 256, per_shape: int = 16) -> None:
+        self.shapes = shapes
+        self.per_shape = per_shape
+        self._idle: dict[tuple[int, tuple[ColumnInfo, ...]], list[RowMasker]] = {}
+        self._profiles: dict[int, MaskingProfile] = {}  # keeps ids from being reused
+
+    def take(self, profile: MaskingProfile, columns: tuple[ColumnInfo, ...]) -> RowMasker:
+        key = (id(profile), columns)
+        idle = self._idle.pop(key, None)
+        if idle:
+            masker = idle.pop()
+            self._idle[key] = idle  # most recently used last
+            return masker
+        if idle is not None:
+            self._idle[key] = idle
+        return RowMasker(profile, columns)
+
+    def give_back(
+        self, profile: MaskingProfile, columns: tuple[ColumnInfo, ...], masker: RowMasker
+    ) -> None:
+        masker.counts.clear()
+        masker.column_counts.clear()
+        key = (id(profile), columns)
+        self._profiles[id(profile)] = profile
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < self.per_shape:
+            idle.append(masker)
+        while len(self._idle) > self.shapes:
+            del self._idle[next(iter(self._idle))]
+        if len(self._profiles) > self.shapes:
+            live = {k[0] for k in self._idle}
+            self._profiles = {i: p for i, p in self._profiles.items() if i in live}
+
+
+POOL = RowMaskerPool()
+
+
 class ResultMasker:
-    def __init__(self, profile: MaskingProfile) -> None:
+    def __init__(self, profile: MaskingProfile, pool: RowMaskerPool = POOL) -> None:
+        self.pool = pool
+        self._columns: tuple[ColumnInfo, ...] = ()
         self.profile = profile
         self.counts: dict[str, int] = {}
         self._masker: RowMasker | None = None
@@ -68,7 +115,7 @@ class ResultMasker:
     def _row_masker(self, tracker: ResponseTracker) -> RowMasker:
         key = (tracker.result_sets, id(tracker.columns))
         if self._masker is None or key != self._key:
-            self._flush_counts()
+            self._release()
             columns = tracker.columns
             if columns:
                 infos = [column_info(c) for c in columns]
@@ -84,7 +131,8 @@ class ResultMasker:
                     )
                     for ctype, _ in tracker.binary_row_columns()
                 ]
-            self._masker = RowMasker(self.profile, infos)
+            self._columns = tuple(infos)
+            self._masker = self.pool.take(self.profile, self._columns)
             self._width = len(infos)
             self._key = key
         return self._masker
@@ -101,8 +149,16 @@ class ResultMasker:
         masker.counts.clear()
         masker.column_counts.clear()
 
-    def totals(self) -> dict[str, int]:
+    def _release(self) -> None:
+        """Count the current result's masked values and give its masker back."""
         self._flush_counts()
+        if self._masker is not None:
+            self.pool.give_back(self.profile, self._columns, self._masker)
+            self._masker = None
+
+    def totals(self) -> dict[str, int]:
+        """The counts of the whole response; ends the use of this masker's row maskers."""
+        self._release()
         return dict(self.counts)
 
     def __call__(self, tracker: ResponseTracker, payload: bytes) -> bytes | None:

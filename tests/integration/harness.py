@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,8 +88,7 @@ class RunningGateway:
         )
 
 
-@contextmanager
-def running_gateway(
+def write_gateway_files(
     tmp_path: Path,
     *,
     policy: str,
@@ -95,15 +96,14 @@ def running_gateway(
     store_url: str | None = None,
     extra: str = "",
     max_hold: str = "8s",
-    idp: DevIdP | None = None,
-) -> Iterator[RunningGateway]:
+    idp: DevIdP,
+) -> tuple[Settings, Path]:
+    """A data directory with the settings file, the policy and the vaulted upstream login;
+    returns the loaded settings and the data directory (the settings file is
+    ``<data dir>/wardgate.toml``)."""
     ensure_app_user(database)
     data_dir = tmp_path / f"gw-{uuid.uuid4().hex[:6]}"
     data_dir.mkdir()
-    own_idp = idp is None
-    if idp is None:
-        idp = DevIdP(data_dir / "idp")
-        idp.start()
     policy_file = data_dir / "policy.toml"
     policy_file.write_text(policy)
     store_line = f'url = "{store_url}"' if store_url else ""
@@ -137,6 +137,33 @@ max_hold = "{max_hold}"
     Vault.open(data_dir, {}, create=True).set(
         name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
     )
+    return settings, data_dir
+
+
+@contextmanager
+def running_gateway(
+    tmp_path: Path,
+    *,
+    policy: str,
+    database: str = "wg_it",
+    store_url: str | None = None,
+    extra: str = "",
+    max_hold: str = "8s",
+    idp: DevIdP | None = None,
+) -> Iterator[RunningGateway]:
+    own_idp = idp is None
+    if idp is None:
+        idp = DevIdP(tmp_path / f"idp-{uuid.uuid4().hex[:6]}")
+        idp.start()
+    settings, data_dir = write_gateway_files(
+        tmp_path,
+        policy=policy,
+        database=database,
+        store_url=store_url,
+        extra=extra,
+        max_hold=max_hold,
+        idp=idp,
+    )
     results: queue.Queue[object] = queue.Queue()
     holder: dict[str, object] = {}
 
@@ -169,3 +196,99 @@ max_hold = "{max_hold}"
         thread.join(15)
         if own_idp:
             idp.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class GatewayProcess:
+    """``wardgate serve`` in its own process (for measuring its memory or CPU)."""
+
+    process: subprocess.Popen[str]
+    settings: Settings
+    idp: DevIdP
+    ports: dict[str, int]
+    data_dir: Path
+
+    def token(
+        self, subject: str = "agent-7", groups: tuple[str, ...] = ("agents",), ttl: int = 600
+    ) -> str:
+        return self.idp.issue_token(subject, groups, ttl)
+
+    def connect(self, token: str | None = None, target: str = "shop", **kw: object):  # type: ignore[no-untyped-def]
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.ports[target],
+            user="agent",
+            password=token if token is not None else self.token(),
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def rss_kib(self) -> int:
+        """The process's resident memory (VmRSS) in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")  # pragma: no cover
+
+
+@contextmanager
+def gateway_process(
+    tmp_path: Path,
+    *,
+    policy: str,
+    database: str = "wg_it",
+    extra: str = "",
+    env: dict[str, str] | None = None,
+) -> Iterator[GatewayProcess]:
+    """Start ``python -m gateway.cli serve`` with a dev IdP in this process; stop both."""
+    idp = DevIdP(tmp_path / f"idp-{uuid.uuid4().hex[:6]}")
+    idp.start()
+    settings, data_dir = write_gateway_files(
+        tmp_path, policy=policy, database=database, extra=extra, idp=idp
+    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("WARDGATE_")}
+    child_env.update(env or {})
+    child_env["PYTHONPATH"] = str(ROOT)
+    log = (data_dir / "serve.log").open("w")  # the gateway's own log, for post-mortems
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(data_dir / "wardgate.toml"),
+            "serve",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    try:
+        ports: dict[str, int] = {}
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while not ports and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("wardgate serve exited before listening")
+            found = re.match(r"wardgate: target (\S+) listening on port (\d+)", line)
+            if found:
+                ports[found.group(1)] = int(found.group(2))
+        yield GatewayProcess(
+            process=process, settings=settings, idp=idp, ports=ports, data_dir=data_dir
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+        idp.stop()
