@@ -65,7 +65,7 @@ from gateway.mysql.upstream import (
     connect,
     kill_query,
 )
-from gateway.policy.sql import StatementKind, classify_sql
+from gateway.policy.sql_model import StatementKind, classify_sql
 from gateway.session import SessionLog
 from gateway.targets import MySQLTarget
 from gateway.vault import Credential, VaultError
