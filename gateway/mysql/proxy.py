@@ -65,7 +65,8 @@ from gateway.mysql.upstream import (
     connect,
     kill_query,
 )
-from gateway.policy.sql_model import StatementKind, classify_sql
+from gateway.policy.sql import classify_sql
+from gateway.policy.sql_model import StatementKind
 from gateway.session import SessionLog
 from gateway.targets import MySQLTarget
 from gateway.vault import Credential, VaultError
