@@ -156,13 +156,27 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             with conn.transaction(commit=True) as c:
                 c.execute(sql, params)
 
-    def raw_page(self, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
-        """Stored rows after ``after``: (id, uuid as hex, version, topic, state)."""
+    def raw_page(
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str] = (),
+        upto: int | None = None,
+    ) -> list[tuple[int, str, int, str, bytes]]:
+        """Stored rows after ``after`` (and up to ``upto``), of these topics if given:
+        (id, canonical uuid text, version, topic, state)."""
+        where, params = "rowid > ?", list[object]([after])
+        if upto is not None:
+            where += " AND rowid <= ?"
+            params.append(upto)
+        if topics:
+            where += f" AND topic IN ({','.join('?' * len(topics))})"
+            params += list(topics)
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 "SELECT rowid, originator_id, originator_version, topic, state "
-                "FROM stored_events WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (after, limit),
+                f"FROM stored_events WHERE {where} ORDER BY rowid LIMIT ?",
+                (*params, limit),
             )
             return [
                 (
@@ -264,14 +278,29 @@ class ChainedPostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(sql, params)
 
-    def raw_page(self, after: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
-        """Stored rows after ``after``: (id, canonical uuid text, version, topic, state)."""
+    def raw_page(
+        self,
+        after: int,
+        limit: int,
+        topics: Sequence[str] = (),
+        upto: int | None = None,
+    ) -> list[tuple[int, str, int, str, bytes]]:
+        """Stored rows after ``after`` (and up to ``upto``), of these topics if given:
+        (id, canonical uuid text, version, topic, state)."""
+        clauses, params = ["notification_id > %s"], list[object]([after])
+        if upto is not None:
+            clauses.append("notification_id <= %s")
+            params.append(upto)
+        if topics:
+            clauses.append("topic = ANY(%s)")
+            params.append(list(topics))
+        where = SQL(" AND ".join(clauses))  # fixed strings only: no input reaches the SQL
         rows = self.query(
             SQL(
                 "SELECT notification_id, originator_id::text, originator_version, topic, state "
-                "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
-            ).format(self.events_table),
-            (after, limit),
+                "FROM {0} WHERE {1} ORDER BY notification_id LIMIT %s"
+            ).format(self.events_table, where),
+            (*params, limit),
         )
         return [(r[0], r[1], r[2], r[3], bytes(r[4])) for r in rows]
 

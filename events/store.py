@@ -309,14 +309,22 @@ class EventStore:
         assert isinstance(event, DomainEvent)
         return event
 
-    def read(self, after: int = 0, limit: int = 1000) -> list[tuple[int, DomainEvent]]:
-        """Events after notification id ``after``, decoded on the fast path.
+    def read(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        topics: Sequence[str] = (),
+        upto: int | None = None,
+    ) -> list[tuple[int, DomainEvent]]:
+        """Events after notification id ``after`` (up to ``upto``; only ``topics`` if given),
+        decoded on the fast path.
 
         Equivalent to the mapper's ``to_domain_event`` for our events, which hold only
         JSON-native values (the transcoder has no custom transcodings registered): the C
         JSON scanner without an object hook, the topic resolved once per class.
         """
-        rows = self._guard(self.recorder.raw_page, after, limit)
+        rows = self._guard(self.recorder.raw_page, after, limit, topics, upto)
         decompress = self.compressor.decompress
         decrypt = self.mapper.cipher.decrypt if self.mapper.cipher is not None else None
         classes = self._classes
@@ -483,6 +491,11 @@ def _ensure_pg_schema(settings: StoreSettings) -> None:
 
     with psycopg.connect(pg_conninfo(settings), autocommit=True, connect_timeout=5) as conn:
         conn.execute(SQL("CREATE SCHEMA IF NOT EXISTS {0}").format(Identifier(schema)))
+
+
+def topic_of(cls: type) -> str:
+    """The stored topic of an event class (``module:Qualified.Name``)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def open_store(settings: StoreSettings | None = None) -> EventStore:
