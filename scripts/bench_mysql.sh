@@ -6,6 +6,6 @@
 #   WARDGATE_DURABILITY=power-loss scripts/bench_mysql.sh --quick
 set -eu
 here=$(dirname "$0")
-python=${PYTHON:-/work/main/.venv/bin/python}
+python=${PYTHON:-$here/../.venv/bin/python}
 [ -x "$python" ] || python=python3
 exec "$python" "$here/bench_mysql_run.py" "$@"
