@@ -11,14 +11,24 @@ detect contains a hit at most ``back`` bytes after the value's start. Only aroun
 exact patterns run.
 
 * digits (card, SSN, phone): the buffer is translated (digits -> ``d``, separators -> ``s``,
-  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``); every card, dashed SSN and phone number
+  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``, other word bytes -> ``a``); every card, dashed SSN and phone number
   contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd``, while dates, times, IPs, versions
   and most sizes contain none of them.
-* iban: ``UUdd`` in the translated buffer.
+* iban: ``UUdd`` in the translated buffer, not preceded by a word byte.
 * context (SSN as nine bare digits, AWS secret keys): a keyword in the lower-cased buffer.
-* email: ``@``; the value starts where the run of local-part bytes before it starts.
-* keys (AWS, GCP, GitHub, Slack), JWT, PEM: their fixed prefixes.
+* email: ``@`` between a local-part byte and a domain byte; the value starts where the run
+  of local-part bytes before it starts.
+* keys (AWS, GCP, GitHub, Slack), JWT, PEM: their fixed prefixes, with the value's own
+  look-behind (so ``eyJeyJeyJ...`` or ``AKIAAKIA...`` is one hit, not one per repetition).
 * custom patterns from the policy: their own regex.
+
+Hit finders of families whose values start at the hit (``back == 0``) carry the values'
+look-behind, so every hit is a real candidate. Families whose values start before the hit
+(digits, context) are searched by *regions*: the exact patterns run at C speed over
+``[hit - back, hit + span)``, and where hits are dense (a long run of digits) the region
+doubles, so a run costs one regex pass instead of one Python step per byte. ``span`` bounds
+how far any pattern of the family looks from a value's start (look-ahead included): starts up
+to ``region end - span`` are decided exactly whatever lies beyond the region.
 
 A family answers one question: the first *valid* value (pattern matched and checks passed)
 starting at or after a position. That answer depends only on the buffer and the position, which
@@ -73,8 +83,8 @@ BUILTIN_KINDS: tuple[str, ...] = (
 MAX_TOKEN = 8192
 
 # Translation used by the digit and IBAN pre-filters; positions are preserved.
-_TRANSLATE_FROM = b"0123456789 -()+.@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_TRANSLATE_TO = b"dddddddddd" + b"ssss" + b"Pp@" + b"U" * 26
+_TRANSLATE_FROM = b"0123456789 -()+.@ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+_TRANSLATE_TO = b"dddddddddd" + b"ssss" + b"Pp@" + b"U" * 26 + b"a" * 27
 _TRANSLATION = bytes(
     _TRANSLATE_TO[_TRANSLATE_FROM.index(i)] if i in _TRANSLATE_FROM else ord("x")
     for i in range(256)
@@ -126,8 +136,9 @@ class Family:
 
     ``literals`` are searched in ``view``; alternatively ``finder`` is a regex (searched in
     ``view``) whose match
-    start is the hit. Every detectable value starts at most ``back`` bytes before a hit and
-    is decided by at most ``reach`` bytes after it.
+    start is the hit. Every detectable value starts at most ``back`` bytes before a hit, and
+    no pattern of the family looks at more than ``span`` bytes from a value's start (its
+    look-ahead included).
     """
 
     name: str
@@ -136,7 +147,7 @@ class Family:
     literals: tuple[bytes, ...] = ()
     finder: re.Pattern[bytes] | None = None
     back: int = 0
-    reach: int = 64
+    span: int = 64
     # Per literal, a byte of the raw buffer it implies (b"" for none): a one-byte search
     # (memchr) that saves a slower multi-byte search when that byte is absent.
     pre: tuple[bytes, ...] = ()
@@ -186,8 +197,9 @@ _NANP_RX = re.compile(
     rb"(?<![0-9A-Za-z_+\-.])(?:\([2-9][0-9]{2}\) ?[0-9]{3}[\-. ]|[2-9][0-9]{2}([\-.])[0-9]{3}\1)"
     rb"[0-9]{4}(?![0-9A-Za-z_]|[\-.][0-9])"
 )
+# The literal "+" first (look-behind after it) lets the regex engine skip to each "+" at C speed.
 _E164_RX = re.compile(
-    rb"(?<![0-9A-Za-z_+])\+[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
+    rb"\+(?<![0-9A-Za-z_+]\+)[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
     rb"(?![0-9A-Za-z_]|[\-.][0-9])"
 )
 
@@ -208,6 +220,11 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
         return None
     groups = text.split(b" " if space else b"-")
     if len(groups[0]) != 4:
+        # "4111111111111111 12/27": a compact number followed by another number.
+        first = groups[0]
+        if 13 <= len(first) <= 19 and card_ok(first):
+            end = start + len(first)
+            return Finding(start=start, end=end, kind=CARD, value_start=start, value_end=end)
         return None
     # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.
     sizes = [len(g) for g in groups]
@@ -248,7 +265,7 @@ _DIGITS = Family(
     literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", b"Pd"),
     pre=(b"", b"", b"", b"+"),
     back=48,
-    reach=64,
+    span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
 )
 
 # --- IBAN --------------------------------------------------------------------------------
@@ -286,21 +303,21 @@ _IBAN = Family(
     name="iban",
     alternatives=(Alternative(kind=IBAN, pattern=_IBAN_RX, validate=_validate_iban),),
     view="t",
-    literals=(b"UUdd",),
+    finder=re.compile(rb"UUdd(?<![dUa]UUdd)"),  # the value's look-behind, translated
     back=0,
-    reach=56,
+    span=66,
 )
 
 # --- context: SSN as bare digits after a keyword, AWS secret keys -------------------------
 
 _SSN_CONTEXT_RX = re.compile(
     rb"(?<![0-9A-Za-z])(?i:ssn|ss\#|social[ _]security(?:[ _](?:number|num|no\.?))?)"
-    rb"(?![A-Za-z])[ \t]*(?:[:#=\-]|(?i:is))?[ \t]*[\"']?"
+    rb"(?![A-Za-z])[ \t]{0,64}(?:[:#=\-]|(?i:is))?[ \t]{0,64}[\"']?"
     rb"(?P<v>([0-9]{3})[ \-]?([0-9]{2})[ \-]?([0-9]{4}))(?![0-9A-Za-z_])"
 )
 _AWS_SECRET_RX = re.compile(
     rb"(?<![0-9A-Za-z])(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)[\"']?"
-    rb"[ \t]*[:=][ \t]*[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+    rb"[ \t]{0,64}[:=][ \t]{0,64}[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
 )
 
 _CONTEXT = Family(
@@ -320,7 +337,7 @@ _CONTEXT = Family(
     view="low",
     finder=re.compile(rb"s(?:sn|s\#|ocial|ecret)"),
     back=4,
-    reach=96,
+    span=200,  # the AWS form: 21 + 1 + 64 + 1 + 64 + 1 + 40 + 1 = 193
 )
 
 # --- e-mail --------------------------------------------------------------------------------
@@ -360,10 +377,11 @@ def _validate_email(buf: bytes, m: re.Match[bytes]) -> Finding | None:
 _EMAIL = Family(
     name="email",
     alternatives=(Alternative(kind=EMAIL, pattern=_EMAIL_RX, validate=_validate_email),),
-    literals=(b"@",),
+    # An "@" with a local-part byte before it and a domain byte after it ("@.@." is no hit).
+    finder=re.compile(rb"@(?<=[A-Za-z0-9._%+\-]@)(?=[A-Za-z0-9])"),
     run=b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
     back=72,  # up to 8 leading dots and a 64-byte local part
-    reach=600,
+    span=660,  # 8 + 64 + 1 + 63 + 8 * 64 + look-ahead 2 = 650
 )
 
 # --- keys, tokens, JWT, PEM: fixed prefixes ------------------------------------------------
@@ -411,14 +429,14 @@ def _validate_pem(buf: bytes, m: re.Match[bytes]) -> Finding | None:
 _PEM = Family(
     name="pem",
     alternatives=(Alternative(kind=PRIVATE_KEY, pattern=PEM_BEGIN_RX, validate=_validate_pem),),
-    finder=re.compile(rb"-----BEGIN "),
-    reach=160,
+    finder=PEM_BEGIN_RX,  # a literal prefix: as fast as searching "-----BEGIN "
+    span=120,
 )
 _JWT = Family(
     name="jwt",
     alternatives=(Alternative(kind=JWT, pattern=_JWT_RX, validate=_validate_jwt),),
-    finder=re.compile(rb"eyJ"),
-    reach=MAX_TOKEN + 8,
+    finder=re.compile(rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)"),
+    span=MAX_TOKEN + 8,
 )
 _CLOUD = Family(
     name="cloud",
@@ -426,22 +444,24 @@ _CLOUD = Family(
         Alternative(kind=AWS_ACCESS_KEY, pattern=_AWS_KEY_RX, validate=_whole(AWS_ACCESS_KEY)),
         Alternative(kind=GCP_API_KEY, pattern=_GCP_KEY_RX, validate=_whole(GCP_API_KEY)),
     ),
-    finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)"),
-    reach=48,
+    finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)(?<![A-Za-z0-9]A...)"),
+    span=48,
 )
 _GITHUB = Family(
     name="github",
     alternatives=(
         Alternative(kind=GITHUB_TOKEN, pattern=_GITHUB_RX, validate=_whole(GITHUB_TOKEN)),
     ),
-    finder=re.compile(rb"g(?:h[pousr]_|ithub_pat_)"),
-    reach=264,
+    finder=re.compile(
+        rb"g(?:h[pousr]_(?<![A-Za-z0-9_]gh._)|ithub_pat_(?<![A-Za-z0-9_]github_pat_))"
+    ),
+    span=264,
 )
 _SLACK = Family(
     name="slack",
     alternatives=(Alternative(kind=SLACK_TOKEN, pattern=_SLACK_RX, validate=_whole(SLACK_TOKEN)),),
-    finder=re.compile(rb"xox[abposre]-"),
-    reach=264,
+    finder=re.compile(rb"xox[abposre]-(?<![A-Za-z0-9_\-]xox.-)"),
+    span=264,
 )
 
 # Order breaks ties between values that start at the same byte.
@@ -464,7 +484,7 @@ def custom_family(kind: str, pattern: re.Pattern[bytes], max_length: int) -> Fam
         name=f"custom:{kind}",
         alternatives=(Alternative(kind=kind, pattern=pattern, validate=_whole(kind)),),
         finder=pattern,
-        reach=max_length + 8,
+        span=max_length + 8,
     )
 
 
@@ -483,7 +503,7 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 literals=family.literals,
                 finder=family.finder,
                 back=family.back,
-                reach=family.reach,
+                span=family.span,
                 pre=family.pre,
                 run=family.run,
             )

@@ -5,10 +5,12 @@ Theory of operation
 ``Engine.next_finding(cursors, pos)`` answers: which is the leftmost valid value starting at or
 after ``pos``? Each family (see ``detectors``) has a cursor that answers the same question for
 its own detectors; the engine takes the leftmost answer (ties go to the earlier family). A
-cursor finds the next *hit* of its pre-filter, tries every start between ``hit - back`` and the
-hit, and runs the exact patterns and checks only there. A start that failed is remembered
-(``tried``), and answers are cached while ``pos`` moves forward, so a whole buffer costs one
-pass of the pre-filters plus the work around hits.
+cursor finds the next *hit* of its pre-filter and runs the exact patterns and checks only
+there: at the hit itself (keys, JWT, PEM, IBAN), at the one start the hit implies (e-mail),
+or over a region ``[hit - back, hit + span)`` searched at C speed (digits, context), growing
+while hits stay dense. A start that failed is remembered (``tried``), and answers are cached
+while ``pos`` moves forward, so a whole buffer costs one pass of the pre-filters plus the
+work around hits, whatever its shape: no step costs Python time per byte.
 
 Because the answer is a pure function of (buffer, pos), masking a text is: take the next
 finding, replace it, continue at its end. PEM blocks are the one value without a length bound:
@@ -30,9 +32,6 @@ from gateway.masking.detectors import (
 )
 from gateway.masking.profile import CustomPattern, MaskingProfile
 from gateway.masking.strategies import StrategySpec, redacted, render
-
-# No built-in pattern looks further than this many bytes past the end of its match.
-_LOOKAHEAD = 4
 
 
 class _Cursor:
@@ -86,62 +85,95 @@ class _Cursor:
         if 0 <= self._result_from <= pos and (cached is None or cached.start >= pos):
             return cached
         family = self._family
+        if family.back and not family.run:
+            found = self._next_by_regions(pos)
+        else:
+            found = self._next_by_hits(pos)
+        if found is not None:
+            self._tried = found.start - 1
+        self._result, self._result_from = found, pos
+        return found
+
+    def _next_by_hits(self, pos: int) -> Finding | None:
+        """Families whose hit fixes the start (``back == 0``) or names one candidate start (an
+        e-mail's local part): one exact match per hit."""
+        family = self._family
         buf = self._views.buf
-        size = len(buf)
+        run_table = family.run_table
         at = max(pos, self._tried + 1)
         while True:
             hit = self._hit(at)
             if hit < 0:
-                self._result, self._result_from = None, pos
                 return None
-            low = max(pos, hit - family.back, self._tried + 1)
-            found = self._window(buf, low, hit, min(size, hit + family.reach))
-            if found is not None:
-                self._tried = found.start - 1
-                self._result, self._result_from = found, pos
-                return found
+            start = hit
+            if run_table:
+                low = max(pos, hit - family.back, self._tried + 1)
+                start = low + buf[low:hit].translate(run_table).rfind(b"n") + 1
+            for alt in family.alternatives:
+                m = alt.pattern.match(buf, start)
+                if m is not None:
+                    found = alt.validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
             self._tried = max(self._tried, hit)
             at = hit + 1
 
-    def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
+    def _next_by_regions(self, pos: int) -> Finding | None:
+        """Families whose values start up to ``back`` bytes before a hit: the exact patterns
+        search a region around the hit at C speed. Starts up to ``end - span`` are decided
+        whatever follows the region; where the next hit falls inside the last region (a long
+        run of digits, keywords over and over) the region doubles, so dense hits cost a few
+        regex passes, not one Python step each."""
+        family = self._family
+        buf = self._views.buf
+        size = len(buf)
+        span = family.span
+        width = 0
+        last_end = -1
+        at = max(pos, self._tried + 1)
+        while True:
+            hit = self._hit(at)
+            if hit < 0:
+                return None
+            low = max(at, hit - family.back)
+            width = width * 2 if low <= last_end else family.back + 2 * span
+            end = min(size, max(hit + span, low + width))
+            decided = end if end == size else end - span
+            found = self._search(buf, low, decided, end)
+            if found is not None:
+                return found
+            self._tried = decided
+            at = decided + 1
+            last_end = end
+
+    def _search(self, buf: bytes, low: int, decided: int, end: int) -> Finding | None:
+        """The first valid value starting in ``[low, decided]``; the search stops at ``end``
+        (every start up to ``decided`` is at least ``span`` bytes before it, or ``end`` is the
+        end of the buffer), the exact match at a candidate runs on the whole buffer."""
         alternatives = self._family.alternatives
-        if self._family.run:
-            start = low + buf[low:hit].translate(self._family.run_table).rfind(b"n") + 1
-            for alt in alternatives:
-                m = alt.pattern.match(buf, start)
-                if m is not None:
-                    found = alt.validate(buf, m)
-                    if found is not None and found.end > found.start:
-                        return found
-            return None
+        nexts: list[re.Match[bytes] | None] = [None] * len(alternatives)
+        searched_from = -1
         start = low
-        while start <= hit:
-            if self._family.back:
-                # Earliest start any pattern could match; the window end truncates the text,
-                # so this only proposes starts and the exact match below decides.
-                best = -1
-                for alt in alternatives:
-                    m = alt.pattern.search(buf, start, endpos)
-                    if m is not None and m.start() <= hit and (best < 0 or m.start() < best):
-                        best = m.start()
-                if best < 0:
-                    return None
-                start = best
-                if len(alternatives) == 1 and m is not None and m.end() + _LOOKAHEAD <= endpos:
-                    # The window did not cut this match short: it is the exact match.
-                    found = alternatives[0].validate(buf, m)
-                    if found is not None and found.end > found.start:
-                        return found
-                    start += 1
-                    continue
-            for alt in alternatives:
-                m = alt.pattern.match(buf, start)
+        while True:
+            best = -1
+            for i, alt in enumerate(alternatives):
+                m = nexts[i]
+                # A match at or after ``start`` found earlier is still the leftmost one;
+                # "none from an earlier start" stays true too.
+                if searched_from < 0 or (m is not None and m.start() < start):
+                    m = nexts[i] = alt.pattern.search(buf, start, end)
+                if m is not None and m.start() <= decided and (best < 0 or m.start() < best):
+                    best = m.start()
+            searched_from = start
+            if best < 0:
+                return None
+            for alt in alternatives:  # the family's order breaks ties at one start
+                m = alt.pattern.match(buf, best)
                 if m is not None:
                     found = alt.validate(buf, m)
                     if found is not None and found.end > found.start:
                         return found
-            start += 1
-        return None
+            start = best + 1
 
 
 _Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
