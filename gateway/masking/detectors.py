@@ -12,7 +12,7 @@ exact patterns run.
 
 * digits (card, SSN, phone): the buffer is translated (digits -> ``d``, separators -> ``s``,
   ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``, other word bytes -> ``a``); every card, dashed SSN and phone number
-  contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd``, while dates, times, IPs, versions
+  contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd`` (a "+" starting a number), while dates, times, IPs, versions
   and most sizes contain none of them.
 * iban: ``UUdd`` in the translated buffer, not preceded by a word byte.
 * context (SSN as nine bare digits, AWS secret keys): a keyword in the lower-cased buffer.
@@ -134,7 +134,7 @@ class Alternative:
 class Family:
     """Detectors sharing one hit finder.
 
-    ``literals`` are searched in ``view``; alternatively ``finder`` is a regex (searched in
+    ``literals`` (regexes that begin with a literal) are searched in ``view``; alternatively ``finder`` is a regex (searched in
     ``view``) whose match
     start is the hit. Every detectable value starts at most ``back`` bytes before a hit, and
     no pattern of the family looks at more than ``span`` bytes from a value's start (its
@@ -158,7 +158,7 @@ class Family:
     run_table: bytes = field(default=b"", init=False, compare=False)
 
     def __post_init__(self) -> None:
-        compiled = tuple(re.compile(re.escape(literal)) for literal in self.literals)
+        compiled = tuple(re.compile(literal) for literal in self.literals)
         object.__setattr__(self, "literal_rx", compiled)
         if self.run:
             table = bytes(ord("r") if i in self.run else ord("n") for i in range(256))
@@ -262,7 +262,8 @@ _DIGITS = Family(
         Alternative(kind=PHONE, pattern=_E164_RX, validate=_validate_e164),
     ),
     view="t",
-    literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", b"Pd"),
+    # "+digit" carries the E.164 look-behind: "+" inside base64 is no hit.
+    literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", rb"Pd(?<![dUaP]Pd)"),
     pre=(b"", b"", b"", b"+"),
     back=48,
     span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
