@@ -98,7 +98,7 @@ class _Cursor:
         """Families whose hit fixes the start (``back == 0``) or names one candidate start (an
         e-mail's local part): one exact match per hit."""
         family = self._family
-        buf = self._views.buf
+        buf: bytes = getattr(self._views, family.match_view)
         run_table = family.run_table
         at = max(pos, self._tried + 1)
         while True:
@@ -125,7 +125,7 @@ class _Cursor:
         run of digits, keywords over and over) the region doubles, so dense hits cost a few
         regex passes, not one Python step each."""
         family = self._family
-        buf = self._views.buf
+        buf: bytes = getattr(self._views, family.match_view)
         size = len(buf)
         span = family.span
         width = 0
@@ -147,33 +147,25 @@ class _Cursor:
             last_end = end
 
     def _search(self, buf: bytes, low: int, decided: int, end: int) -> Finding | None:
-        """The first valid value starting in ``[low, decided]``; the search stops at ``end``
-        (every start up to ``decided`` is at least ``span`` bytes before it, or ``end`` is the
-        end of the buffer), the exact match at a candidate runs on the whole buffer."""
+        """The first valid value starting in ``[low, decided]``. Each pattern's leftmost match
+        in ``[start, end)`` is kept until ``start`` passes it; a match starting at or before
+        ``decided`` is the one the whole buffer gives (``end`` is at least ``span`` bytes
+        further, or the end of the buffer), so it is validated as it is."""
         alternatives = self._family.alternatives
-        nexts: list[re.Match[bytes] | None] = [None] * len(alternatives)
-        searched_from = -1
-        start = low
+        nexts = [alt.pattern.search(buf, low, end) for alt in alternatives]
         while True:
             best = -1
-            for i, alt in enumerate(alternatives):
-                m = nexts[i]
-                # A match at or after ``start`` found earlier is still the leftmost one;
-                # "none from an earlier start" stays true too.
-                if searched_from < 0 or (m is not None and m.start() < start):
-                    m = nexts[i] = alt.pattern.search(buf, start, end)
-                if m is not None and m.start() <= decided and (best < 0 or m.start() < best):
+            for m in nexts:
+                if m is not None and (best < 0 or m.start() < best):
                     best = m.start()
-            searched_from = start
-            if best < 0:
+            if best < 0 or best > decided:
                 return None
-            for alt in alternatives:  # the family's order breaks ties at one start
-                m = alt.pattern.match(buf, best)
-                if m is not None:
-                    found = alt.validate(buf, m)
+            for i, m in enumerate(nexts):  # the family's order breaks ties at one start
+                if m is not None and m.start() == best:
+                    found = alternatives[i].validate(buf, m)
                     if found is not None and found.end > found.start:
                         return found
-            start = best + 1
+                    nexts[i] = alternatives[i].pattern.search(buf, best + 1, end)
 
 
 _Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
