@@ -158,6 +158,8 @@ class Family:
     literal_rx: tuple[re.Pattern[bytes], ...] = field(default=(), init=False, compare=False)
     # ``run`` as a translation: run bytes -> "r", others -> "n" (then one rfind finds the start).
     run_table: bytes = field(default=b"", init=False, compare=False)
+    # ``token`` as a translation of the view: token bytes -> "r", others -> "n".
+    token_table: bytes = field(default=b"", init=False, compare=False)
 
     def __post_init__(self) -> None:
         compiled = tuple(re.compile(literal) for literal in self.literals)
@@ -165,17 +167,22 @@ class Family:
         if self.run:
             table = bytes(ord("r") if i in self.run else ord("n") for i in range(256))
             object.__setattr__(self, "run_table", table)
+        if self.token:
+            table = bytes(ord("r") if i in self.token else ord("n") for i in range(256))
+            object.__setattr__(self, "token_table", table)
 
     # When set, a value can only start where the run of these bytes that ends at the hit
     # starts (an e-mail's local part): one candidate start instead of a window search.
     run: bytes = b""
+    # When set, every value consists of these bytes of ``view`` (digits, separators, "+"):
+    # a region search stops at the end of the run of them around the hit.
+    token: bytes = b""
 
 
 def _whole(kind: str) -> Validator:
     def validate(buf: bytes, m: re.Match[bytes]) -> Finding | None:
-        return Finding(
-            start=m.start(), end=m.end(), kind=kind, value_start=m.start(), value_end=m.end()
-        )
+        start, end = m.span()
+        return Finding(start, end, kind, start, end)
 
     return validate
 
@@ -269,6 +276,7 @@ _DIGITS = Family(
     # "+digit" carries the E.164 look-behind: "+" inside base64 is no hit.
     literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", rb"Pd(?<![dUaP]Pd)"),
     pre=(b"", b"", b"", b"+"),
+    token=b"dspP",
     back=48,
     span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
 )
@@ -386,7 +394,8 @@ def _validate_email(buf: bytes, m: re.Match[bytes]) -> Finding | None:
         start += local.rfind(b"..") + 2
         while buf[start : start + 1] == b".":
             start += 1
-    return Finding(start=m.start(), end=m.end(), kind=EMAIL, value_start=start, value_end=m.end())
+    end = m.end()
+    return Finding(m.start(), end, EMAIL, start, end)  # positional: the hot path
 
 
 _EMAIL = Family(
@@ -522,6 +531,7 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 span=family.span,
                 pre=family.pre,
                 run=family.run,
+                token=family.token,
             )
         )
     return chosen

@@ -20,7 +20,7 @@ their finding covers only the BEGIN line, and the masker extends it over the bod
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from gateway.masking.detectors import (
     PEM_BODY_RX,
@@ -37,7 +37,16 @@ from gateway.masking.strategies import StrategySpec, redacted, render
 class _Cursor:
     """The first valid finding of one family at or after a position, for one buffer."""
 
-    __slots__ = ("_family", "_hay", "_lit_next", "_result", "_result_from", "_tried", "_views")
+    __slots__ = (
+        "_family",
+        "_hay",
+        "_lit_next",
+        "_marks",
+        "_result",
+        "_result_from",
+        "_tried",
+        "_views",
+    )
 
     def __init__(self, family: Family, views: Views) -> None:
         self._family = family
@@ -50,6 +59,7 @@ class _Cursor:
         self._views = views
         self._hay = getattr(views, family.view)
         self._lit_next = [-2] * len(family.literals)
+        self._marks = b""  # the view translated by family.token_table, made when first needed
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
         self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
@@ -139,14 +149,37 @@ class _Cursor:
             width = width * 2 if low <= last_end else family.back + 2 * span
             end = min(size, max(hit + span, low + width))
             decided = end if end == size else end - span
-            found = self._search(buf, low, decided, end)
+            if family.token_table:
+                # A value lies inside the run of token bytes around the hit: search only
+                # that run (and the two bytes of look-ahead after it).
+                if not self._marks:
+                    self._marks = self._hay.translate(family.token_table)
+                low = max(low, self._marks.rfind(b"n", low, hit) + 1)
+                run_end = self._marks.find(b"n", hit, decided)
+                if run_end >= 0:
+                    decided, end = run_end, min(size, run_end + 2)
+            found = self._search(buf, low, decided, end, hit)
             if found is not None:
                 return found
             self._tried = decided
             at = decided + 1
             last_end = end
 
-    def _search(self, buf: bytes, low: int, decided: int, end: int) -> Finding | None:
+    def _hit_near(self, start: int) -> bool:
+        """Whether a hit lies in ``[start, start + back]``: what makes a value starting after
+        the region's first hit detectable, so that the answer depends on the text alone, not
+        on where a region happened to begin (the stream masker cuts anywhere)."""
+        family = self._family
+        limit = start + family.back
+        endpos = min(len(self._hay), limit + 16)  # room for the longest literal
+        finders = (family.finder,) if family.finder is not None else family.literal_rx
+        for rx in finders:
+            m = rx.search(self._hay, start, endpos)
+            if m is not None and m.start() <= limit:
+                return True
+        return False
+
+    def _search(self, buf: bytes, low: int, decided: int, end: int, hit: int) -> Finding | None:
         """The first valid value starting in ``[low, decided]``. Each pattern's leftmost match
         in ``[start, end)`` is kept until ``start`` passes it; a match starting at or before
         ``decided`` is the one the whole buffer gives (``end`` is at least ``span`` bytes
@@ -163,7 +196,11 @@ class _Cursor:
             for i, m in enumerate(nexts):  # the family's order breaks ties at one start
                 if m is not None and m.start() == best:
                     found = alternatives[i].validate(buf, m)
-                    if found is not None and found.end > found.start:
+                    if (
+                        found is not None
+                        and found.end > found.start
+                        and (found.start <= hit or self._hit_near(found.start))
+                    ):
                         return found
                     nexts[i] = alternatives[i].pattern.search(buf, best + 1, end)
 
@@ -238,8 +275,8 @@ class Engine:
     def active(self, views: Views) -> tuple[Family, ...]:
         """The families whose hit finder hits somewhere in the buffer: for a small buffer
         (a row) cheaper than creating a cursor for every family."""
-        hays = {"buf": views.buf, "t": views.t, "low": views.low}
         buf = views.buf
+        hays = {"buf": buf, "t": views.t, "low": views.low}
         hit: list[Family] = []
         for family, view, probes in self._probes:
             hay = hays[view]
@@ -256,10 +293,12 @@ class Engine:
         if not families:
             return []
         cursors = self.cursors(views, families)
+        # One active family (the common case for a row) needs no leftmost-of-all step.
+        step = cursors[0].next if len(cursors) == 1 else partial(self.next_finding, cursors)
         pos = 0
         out: list[Finding] = []
         while True:
-            found = self.next_finding(cursors, pos)
+            found = step(pos)
             if found is None:
                 return out
             if found.block:
