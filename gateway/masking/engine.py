@@ -205,7 +205,7 @@ class _Cursor:
                     nexts[i] = alternatives[i].pattern.search(buf, best + 1, end)
 
 
-_Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
+_Probe = tuple[Family, str, tuple[bytes, ...], tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
 
 
 @lru_cache(maxsize=64)
@@ -222,6 +222,7 @@ def _compile(
         (
             family,
             family.view,
+            family.needles,
             ((b"", family.finder),)
             if family.finder is not None
             else tuple(
@@ -278,8 +279,14 @@ class Engine:
         buf = views.buf
         hays = {"buf": buf, "t": views.t, "low": views.low}
         hit: list[Family] = []
-        for family, view, probes in self._probes:
+        for family, view, needles, probes in self._probes:
             hay = hays[view]
+            if needles:
+                for needle in needles:
+                    if needle in hay:
+                        hit.append(family)
+                        break
+                continue
             for pre, rx in probes:
                 if (not pre or pre in buf) and rx.search(hay) is not None:
                     hit.append(family)
