@@ -160,10 +160,25 @@ class Family:
     run_table: bytes = field(default=b"", init=False, compare=False)
     # ``token`` as a translation of the view: token bytes -> "r", others -> "n".
     token_table: bytes = field(default=b"", init=False, compare=False)
+    # How each hit regex is searched: (regex, literal, confirm). With a literal, bytes.find
+    # looks for it (a skip search: 3-5x faster than the regex engine's prefix scan where the
+    # literal's bytes are frequent, as in translated base64) and, if ``confirm``, the regex
+    # must match there.
+    searchers: tuple[tuple[re.Pattern[bytes], bytes, bool], ...] = field(
+        default=(), init=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         compiled = tuple(re.compile(literal) for literal in self.literals)
         object.__setattr__(self, "literal_rx", compiled)
+        if self.finder is not None:
+            searchers = ((self.finder, self.plain, True),)
+        else:
+            searchers = tuple(
+                (rx, lit if len(lit) >= 6 and re.escape(lit) == lit else b"", False)
+                for lit, rx in zip(self.literals, compiled, strict=True)
+            )
+        object.__setattr__(self, "searchers", searchers)
         if self.run:
             table = bytes(ord("r") if i in self.run else ord("n") for i in range(256))
             object.__setattr__(self, "run_table", table)
@@ -180,6 +195,8 @@ class Family:
     # Substrings of ``view``, one of which every hit contains: ``in`` tests, much cheaper
     # than regex calls on a small buffer, tell whether the family can hit at all (a row).
     needles: tuple[bytes, ...] = ()
+    # A literal every ``finder`` match begins with, searched with bytes.find (see searchers).
+    plain: bytes = b""
 
 
 def _whole(kind: str) -> Validator:
@@ -322,6 +339,7 @@ _IBAN = Family(
     view="t",
     finder=re.compile(rb"UUdd(?<![dUa]UUdd)"),  # the value's look-behind, translated
     needles=(b"UUdd",),
+    plain=b"UUdd",
     back=0,
     span=66,
 )
@@ -545,6 +563,7 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 run=family.run,
                 token=family.token,
                 needles=family.needles,
+                plain=family.plain,
             )
         )
     return chosen

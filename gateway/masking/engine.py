@@ -34,6 +34,24 @@ from gateway.masking.profile import CustomPattern, MaskingProfile
 from gateway.masking.strategies import StrategySpec, redacted, render
 
 
+def _first(searcher: tuple[re.Pattern[bytes], bytes, bool], hay: bytes, at: int) -> int:
+    """Where the hit regex first matches at or after ``at`` (-1: nowhere)."""
+    rx, plain, confirm = searcher
+    if not plain:
+        m = rx.search(hay, at)
+        return -1 if m is None else m.start()
+    i = hay.find(plain, at)
+    if not confirm:
+        return i
+    for _ in range(8):
+        if i < 0 or rx.match(hay, i) is not None:
+            return i
+        i = hay.find(plain, i + 1)
+    # Many literals that the regex rejects ("DE89DE89..."): let the regex skip them in C.
+    m = rx.search(hay, max(i, at))
+    return -1 if m is None else m.start()
+
+
 class _Cursor:
     """The first valid finding of one family at or after a position, for one buffer."""
 
@@ -67,10 +85,9 @@ class _Cursor:
     def _hit(self, at: int) -> int:
         family = self._family
         if family.finder is not None:
-            m = family.finder.search(self._hay, at)
-            return -1 if m is None else m.start()
+            return _first(family.searchers[0], self._hay, at)
         best = -1
-        for i, literal_rx in enumerate(family.literal_rx):
+        for i, searcher in enumerate(family.searchers):
             known = self._lit_next[i]
             if known == -1 and at >= 0:
                 continue  # this literal does not occur any more
@@ -83,9 +100,7 @@ class _Cursor:
                 self._lit_next[i] = -1
                 continue
             if known < at:
-                m = literal_rx.search(self._hay, at)
-                known = -1 if m is None else m.start()
-                self._lit_next[i] = known
+                known = self._lit_next[i] = _first(searcher, self._hay, at)
             if known >= 0 and (best < 0 or known < best):
                 best = known
         return best
