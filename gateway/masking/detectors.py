@@ -171,6 +171,7 @@ class Family:
     def __post_init__(self) -> None:
         compiled = tuple(re.compile(literal) for literal in self.literals)
         object.__setattr__(self, "literal_rx", compiled)
+        searchers: tuple[tuple[re.Pattern[bytes], bytes, bool], ...]
         if self.finder is not None:
             searchers = ((self.finder, self.plain, True),)
         else:
