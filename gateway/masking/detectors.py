@@ -248,9 +248,11 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
                 start=start, end=m.end(), kind=CARD, value_start=start, value_end=m.end()
             )
         return None
+    sep = b" " if space and (not dash or text.find(b" ") < text.find(b"-")) else b"-"
     if space and dash:
-        return None
-    groups = text.split(b" " if space else b"-")
+        # "2221-0000-0000-0009 12": the number ends where the other separator begins.
+        text = text[: text.find(b"-" if sep == b" " else b" ")]
+    groups = text.split(sep)
     if len(groups[0]) != 4:
         # "4111111111111111 12/27": a compact number followed by another number.
         first = groups[0]

@@ -355,13 +355,16 @@ class Engine:
         kinds: list[str] = []
         nulled = False
         pos = start
+        specs, key = self._specs, self._key
         for f in found:
-            out = self.replacement(f.kind, buf[f.value_start : f.value_end])
+            kind = f.kind
+            spec = specs.get(kind) or self.spec(kind)
+            out = render(spec, kind, buf[f.value_start : f.value_end], key)
             if out is None:
                 nulled = True
-                out = redacted(self.spec(f.kind), f.kind)
+                out = redacted(spec, kind)
             parts += (buf[pos : f.value_start], out, buf[f.value_end : f.end])
-            kinds.append(f.kind)
+            kinds.append(kind)
             pos = f.end
         parts.append(buf[pos:end])
         return b"".join(parts), kinds, nulled
