@@ -193,9 +193,6 @@ class Family:
     # When set, every value consists of these bytes of ``view`` (digits, separators, "+"):
     # a region search stops at the end of the run of them around the hit.
     token: bytes = b""
-    # Substrings of ``view``, one of which every hit contains: ``in`` tests, much cheaper
-    # than regex calls on a small buffer, tell whether the family can hit at all (a row).
-    needles: tuple[bytes, ...] = ()
     # A literal every ``finder`` match begins with, searched with bytes.find (see searchers).
     plain: bytes = b""
 
@@ -300,7 +297,6 @@ _DIGITS = Family(
     literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", rb"Pd(?<![dUaP]Pd)"),
     pre=(b"", b"", b"", b"+"),
     token=b"dspP",
-    needles=(b"ddddddddd", b"dsdddd", b"dddpdddd", b"Pd"),
     back=48,
     span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
 )
@@ -341,7 +337,6 @@ _IBAN = Family(
     alternatives=(Alternative(kind=IBAN, pattern=_IBAN_RX, validate=_validate_iban),),
     view="t",
     finder=re.compile(rb"UUdd(?<![dUa]UUdd)"),  # the value's look-behind, translated
-    needles=(b"UUdd",),
     plain=b"UUdd",
     back=0,
     span=66,
@@ -385,7 +380,6 @@ _CONTEXT = Family(
     view="low",
     match_view="low",
     finder=re.compile(rb"s(?:sn|s\#|ocial|ecret)"),
-    needles=(b"ssn", b"ss#", b"social", b"secret"),
     back=4,
     span=200,  # the AWS form: 21 + 1 + 64 + 1 + 64 + 1 + 40 + 1 = 193
 )
@@ -426,7 +420,6 @@ _EMAIL = Family(
     alternatives=(Alternative(kind=EMAIL, pattern=_EMAIL_RX, validate=_validate_email),),
     # An "@" with a local-part byte before it and a domain byte after it ("@.@." is no hit).
     finder=re.compile(rb"@(?<=[A-Za-z0-9._%+\-]@)(?=[A-Za-z0-9])"),
-    needles=(b"@",),
     run=b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
     back=72,  # up to 8 leading dots and a 64-byte local part
     span=660,  # 8 + 64 + 1 + 63 + 8 * 64 + look-ahead 2 = 650
@@ -478,14 +471,12 @@ _PEM = Family(
     name="pem",
     alternatives=(Alternative(kind=PRIVATE_KEY, pattern=PEM_BEGIN_RX, validate=_validate_pem),),
     finder=PEM_BEGIN_RX,  # a literal prefix: as fast as searching "-----BEGIN "
-    needles=(b"-----BEGIN ",),
     span=120,
 )
 _JWT = Family(
     name="jwt",
     alternatives=(Alternative(kind=JWT, pattern=_JWT_RX, validate=_validate_jwt),),
     finder=re.compile(rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)"),
-    needles=(b"eyJ",),
     span=MAX_TOKEN + 8,
 )
 _CLOUD = Family(
@@ -495,7 +486,6 @@ _CLOUD = Family(
         Alternative(kind=GCP_API_KEY, pattern=_GCP_KEY_RX, validate=_whole(GCP_API_KEY)),
     ),
     finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)(?<![A-Za-z0-9]A...)"),
-    needles=tuple(b"A" + p for p in b"KIA SIA BIA CCA GPA IDA ROA IPA NPA NVA PKA Iza".split()),
     span=48,
 )
 _GITHUB = Family(
@@ -506,14 +496,12 @@ _GITHUB = Family(
     finder=re.compile(
         rb"g(?:h[pousr]_(?<![A-Za-z0-9_]gh._)|ithub_pat_(?<![A-Za-z0-9_]github_pat_))"
     ),
-    needles=(b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"),
     span=264,
 )
 _SLACK = Family(
     name="slack",
     alternatives=(Alternative(kind=SLACK_TOKEN, pattern=_SLACK_RX, validate=_whole(SLACK_TOKEN)),),
     finder=re.compile(rb"xox[abposre]-(?<![A-Za-z0-9_\-]xox.-)"),
-    needles=(b"xox",),
     span=264,
 )
 
@@ -561,7 +549,6 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 pre=family.pre,
                 run=family.run,
                 token=family.token,
-                needles=family.needles,
                 plain=family.plain,
             )
         )

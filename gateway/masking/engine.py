@@ -20,7 +20,7 @@ their finding covers only the BEGIN line, and the masker extends it over the bod
 from __future__ import annotations
 
 import re
-from functools import lru_cache, partial
+from functools import lru_cache
 
 from gateway.masking.detectors import (
     PEM_BODY_RX,
@@ -220,7 +220,7 @@ class _Cursor:
                     nexts[i] = alternatives[i].pattern.search(buf, best + 1, end)
 
 
-_Probe = tuple[Family, str, tuple[bytes, ...], tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
+_Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
 
 
 @lru_cache(maxsize=64)
@@ -237,7 +237,6 @@ def _compile(
         (
             family,
             family.view,
-            family.needles,
             ((b"", family.finder),)
             if family.finder is not None
             else tuple(
@@ -294,14 +293,8 @@ class Engine:
         buf = views.buf
         hays = {"buf": buf, "t": views.t, "low": views.low}
         hit: list[Family] = []
-        for family, view, needles, probes in self._probes:
+        for family, view, probes in self._probes:
             hay = hays[view]
-            if needles:
-                for needle in needles:
-                    if needle in hay:
-                        hit.append(family)
-                        break
-                continue
             for pre, rx in probes:
                 if (not pre or pre in buf) and rx.search(hay) is not None:
                     hit.append(family)
@@ -315,12 +308,15 @@ class Engine:
         if not families:
             return []
         cursors = self.cursors(views, families)
-        # One active family (the common case for a row) needs no leftmost-of-all step.
-        step = cursors[0].next if len(cursors) == 1 else partial(self.next_finding, cursors)
-        pos = 0
+        # Each cursor's next finding stays its answer until the position passes its start, so
+        # only the cursors that were passed are asked again.
+        pending = [cursor.next(0) for cursor in cursors]
         out: list[Finding] = []
         while True:
-            found = step(pos)
+            found = None
+            for candidate in pending:  # leftmost; ties go to the earlier family
+                if candidate is not None and (found is None or candidate.start < found.start):
+                    found = candidate
             if found is None:
                 return out
             if found.block:
@@ -335,6 +331,9 @@ class Engine:
                 )
             out.append(found)
             pos = found.end
+            for i, candidate in enumerate(pending):
+                if candidate is not None and candidate.start < pos:
+                    pending[i] = cursors[i].next(pos)
 
     def replacement(self, kind: str, value: bytes) -> bytes | None:
         return render(self.spec(kind), kind, value, self._key)
