@@ -4,16 +4,16 @@ Theory of operation
 -------------------
 Running every detector's regular expression at every byte is far too slow in Python (a card
 pattern alone scans terminal text at about 50 MB/s). So detectors are grouped into *families*.
-Each family has a cheap *hit finder* that runs at C speed (literals, or a regex with a literal
-prefix, both searched with ``re``'s fast prefix scan, which on CPython 3.11 beats
-``bytes.find`` for short needles by 2-4x), and the guarantee that every value the family can
-detect contains a hit at most ``back`` bytes after the value's start. Only around hits do the
-exact patterns run.
+Each family has a cheap *hit finder* that runs at C speed (regexes that begin with a literal,
+found by ``re``'s prefix scan, which on CPython 3.11 beats ``bytes.find`` for short needles on
+terminal text; long literals by ``bytes.find``, whose skip search wins where their bytes are
+frequent), and the guarantee that every value the family can detect contains a hit at most
+``back`` bytes after the value's start. Only around hits do the exact patterns run.
 
 * digits (card, SSN, phone): the buffer is translated (digits -> ``d``, separators -> ``s``,
-  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``, other word bytes -> ``a``); every card, dashed SSN and phone number
-  contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd`` (a "+" starting a number), while dates, times, IPs, versions
-  and most sizes contain none of them.
+  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``, other word bytes -> ``a``); every card,
+  dashed SSN and phone number contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd`` (a
+  "+" starting a number), while dates, times, IPs, versions and most sizes contain none.
 * iban: ``UUdd`` in the translated buffer, not preceded by a word byte.
 * context (SSN as nine bare digits, AWS secret keys): a keyword in the lower-cased buffer.
 * email: ``@`` between a local-part byte and a domain byte; the value starts where the run
@@ -28,7 +28,11 @@ look-behind, so every hit is a real candidate. Families whose values start befor
 ``[hit - back, hit + span)``, and where hits are dense (a long run of digits) the region
 doubles, so a run costs one regex pass instead of one Python step per byte. ``span`` bounds
 how far any pattern of the family looks from a value's start (look-ahead included): starts up
-to ``region end - span`` are decided exactly whatever lies beyond the region.
+to ``region end - span`` are decided exactly whatever lies beyond the region. A number lies
+inside the run of number bytes (``token``) around its hit, so its region ends there. A value
+that starts after the region's first hit counts only if a hit lies within ``back`` bytes of
+its start: the same rule as a window per hit, so the answer never depends on where a region
+happened to begin.
 
 A family answers one question: the first *valid* value (pattern matched and checks passed)
 starting at or after a position. That answer depends only on the buffer and the position, which
@@ -154,7 +158,8 @@ class Family:
     # (memchr) that saves a slower multi-byte search when that byte is absent.
     pre: tuple[bytes, ...] = ()
     # The literals as regexes: a regex with a literal prefix finds a short needle faster
-    # than bytes.find does on CPython 3.11 (measured 2-4x on terminal text).
+    # than bytes.find does on CPython 3.11 (measured 2-4x on terminal text); literals of six
+    # bytes or more are searched with bytes.find instead (see searchers).
     literal_rx: tuple[re.Pattern[bytes], ...] = field(default=(), init=False, compare=False)
     # ``run`` as a translation: run bytes -> "r", others -> "n" (then one rfind finds the start).
     run_table: bytes = field(default=b"", init=False, compare=False)
