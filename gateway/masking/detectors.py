@@ -265,7 +265,11 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
     # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.
     sizes = [len(g) for g in groups]
     shortest = len(groups) if sizes == [4, 4, 4, 4, 3] else 2
+    digits = len(text) - len(groups) + 1
     for n in range(len(groups), shortest - 1, -1):
+        if digits < 13:
+            return None  # fewer groups only have fewer digits
+        digits -= sizes[n - 1]
         inner_ok = min(sizes[: n - 1]) >= 3 and max(sizes[: n - 1]) <= 6
         if not inner_ok or not 1 <= sizes[n - 1] <= 6:
             continue
