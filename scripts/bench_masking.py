@@ -181,23 +181,43 @@ def bench_stream(megabytes: int, chunk: int) -> None:
     )
 
 
-def bench_long_lines(chunk: int) -> None:
-    """Output without line breaks (minified JSON, base64 blobs): the hold-back search can no
-    longer start at the last newline, so this is the stream masker's slow case."""
+def adversarial_shapes(size: int) -> dict[str, bytes]:
+    """Inputs without line breaks, and runs of the bytes the pre-filters and hold-back key on:
+    each was once slow (a Python step per byte or per hit, or a search repeated per feed)."""
     rng = random.Random(3)
-    cases = {
-        "minified JSON": b'{"id":12345,"name":"widget","tags":["a","b"],"price":9.99},' * 20_000,
-        "base64 blob": base64.b64encode(rng.randbytes(1_000_000)),
+
+    def repeat(unit: bytes) -> bytes:
+        return (unit * (size // len(unit) + 1))[:size]
+
+    return {
+        "minified JSON": repeat(b'{"id":12345,"name":"widget","tags":["a","b"],"price":9.99},'),
+        "base64 blob": base64.b64encode(rng.randbytes(size * 3 // 4)),
+        "NUL bytes": bytes(size),
+        "digits": repeat(b"7"),
+        "random digits": bytes(rng.choice(b"0123456789") for _ in range(size)),
+        "word characters": repeat(b"a"),
+        "'@.' noise": repeat(b"@."),
+        "'a@b.' noise": repeat(b"a@b."),
+        "'ssn ' over and over": repeat(b"ssn "),
+        "'eyJ' over and over": repeat(b"eyJ"),
+        "'DE89' over and over": repeat(b"DE89"),
+        "'-----BEGIN ' over and over": repeat(b"-----BEGIN "),
+        "card-like groups": repeat(b"1234 5678 "),
     }
-    for name, data in cases.items():
+
+
+def bench_shapes(chunk: int, size: int) -> None:
+    """One long line of each adversarial shape: the cost must stay linear."""
+    for name, data in adversarial_shapes(size).items():
         masker = StreamMasker(DEFAULT_PROFILE)
         c0 = time.process_time()
         for i in range(0, len(data), chunk):
             masker.feed(data[i : i + chunk])
         masker.flush()
-        seconds = time.process_time() - c0
+        seconds = max(time.process_time() - c0, 1e-9)
         print(
-            f"stream, one {len(data) / 1e6:.1f} MB line of {name}: {len(data) / seconds / 1e6:.0f} MB/s CPU"
+            f"stream, {len(data) / 1e6:.1f} MB of {name} in {chunk}-byte chunks: "
+            f"{len(data) / seconds / 1e6:.1f} MB/s CPU"
         )
 
 
@@ -284,11 +304,16 @@ def main() -> None:
         default=0,
         help="also read this many typical rows through a running wardgate (needs MariaDB)",
     )
+    parser.add_argument(
+        "--shape-mb", type=float, default=1.0, help="size of each adversarial shape"
+    )
     args = parser.parse_args()
     bench_rows(args.repeat)
     for chunk in (4096, 32768):
         bench_stream(args.mb, chunk)
     bench_long_lines(4096)
+    for chunk in (4096, 32768):
+        bench_shapes(chunk, int(args.shape_mb * 1_000_000))
     if args.gateway_rows:
         bench_through_gateway(args.gateway_rows)
 

@@ -4,21 +4,35 @@ Theory of operation
 -------------------
 Running every detector's regular expression at every byte is far too slow in Python (a card
 pattern alone scans terminal text at about 50 MB/s). So detectors are grouped into *families*.
-Each family has a cheap *hit finder* that runs at C speed (literals, or a regex with a literal
-prefix, both searched with ``re``'s fast prefix scan, which on CPython 3.11 beats
-``bytes.find`` for short needles by 2-4x), and the guarantee that every value the family can
-detect contains a hit at most ``back`` bytes after the value's start. Only around hits do the
-exact patterns run.
+Each family has a cheap *hit finder* that runs at C speed (regexes that begin with a literal,
+found by ``re``'s prefix scan, which on CPython 3.11 beats ``bytes.find`` for short needles on
+terminal text; long literals by ``bytes.find``, whose skip search wins where their bytes are
+frequent), and the guarantee that every value the family can detect contains a hit at most
+``back`` bytes after the value's start. Only around hits do the exact patterns run.
 
 * digits (card, SSN, phone): the buffer is translated (digits -> ``d``, separators -> ``s``,
-  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``); every card, dashed SSN and phone number
-  contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd``, while dates, times, IPs, versions
-  and most sizes contain none of them.
-* iban: ``UUdd`` in the translated buffer.
+  ``.`` -> ``p``, ``+`` -> ``P``, capitals -> ``U``, other word bytes -> ``a``); every card,
+  dashed SSN and phone number contains ``ddddddddd``, ``dsdddd``, ``dddpdddd`` or ``Pd`` (a
+  "+" starting a number), while dates, times, IPs, versions and most sizes contain none.
+* iban: ``UUdd`` in the translated buffer, not preceded by a word byte.
 * context (SSN as nine bare digits, AWS secret keys): a keyword in the lower-cased buffer.
-* email: ``@``; the value starts where the run of local-part bytes before it starts.
-* keys (AWS, GCP, GitHub, Slack), JWT, PEM: their fixed prefixes.
+* email: ``@`` between a local-part byte and a domain byte; the value starts where the run
+  of local-part bytes before it starts.
+* keys (AWS, GCP, GitHub, Slack), JWT, PEM: their fixed prefixes, with the value's own
+  look-behind (so ``eyJeyJeyJ...`` or ``AKIAAKIA...`` is one hit, not one per repetition).
 * custom patterns from the policy: their own regex.
+
+Hit finders of families whose values start at the hit (``back == 0``) carry the values'
+look-behind, so every hit is a real candidate. Families whose values start before the hit
+(digits, context) are searched by *regions*: the exact patterns run at C speed over
+``[hit - back, hit + span)``, and where hits are dense (a long run of digits) the region
+doubles, so a run costs one regex pass instead of one Python step per byte. ``span`` bounds
+how far any pattern of the family looks from a value's start (look-ahead included): starts up
+to ``region end - span`` are decided exactly whatever lies beyond the region. A number lies
+inside the run of number bytes (``token``) around its hit, so its region ends there. A value
+that starts after the region's first hit counts only if a hit lies within ``back`` bytes of
+its start: the same rule as a window per hit, so the answer never depends on where a region
+happened to begin.
 
 A family answers one question: the first *valid* value (pattern matched and checks passed)
 starting at or after a position. That answer depends only on the buffer and the position, which
@@ -73,8 +87,8 @@ BUILTIN_KINDS: tuple[str, ...] = (
 MAX_TOKEN = 8192
 
 # Translation used by the digit and IBAN pre-filters; positions are preserved.
-_TRANSLATE_FROM = b"0123456789 -()+.@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_TRANSLATE_TO = b"dddddddddd" + b"ssss" + b"Pp@" + b"U" * 26
+_TRANSLATE_FROM = b"0123456789 -()+.@ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+_TRANSLATE_TO = b"dddddddddd" + b"ssss" + b"Pp@" + b"U" * 26 + b"a" * 27
 _TRANSLATION = bytes(
     _TRANSLATE_TO[_TRANSLATE_FROM.index(i)] if i in _TRANSLATE_FROM else ord("x")
     for i in range(256)
@@ -124,45 +138,74 @@ class Alternative:
 class Family:
     """Detectors sharing one hit finder.
 
-    ``literals`` are searched in ``view``; alternatively ``finder`` is a regex (searched in
+    ``literals`` (regexes that begin with a literal) are searched in ``view``; alternatively ``finder`` is a regex (searched in
     ``view``) whose match
-    start is the hit. Every detectable value starts at most ``back`` bytes before a hit and
-    is decided by at most ``reach`` bytes after it.
+    start is the hit. Every detectable value starts at most ``back`` bytes before a hit, and
+    no pattern of the family looks at more than ``span`` bytes from a value's start (its
+    look-ahead included).
     """
 
     name: str
     alternatives: tuple[Alternative, ...]
     view: str = "buf"
+    # The view the exact patterns run on (positions are the same in every view).
+    match_view: str = "buf"
     literals: tuple[bytes, ...] = ()
     finder: re.Pattern[bytes] | None = None
     back: int = 0
-    reach: int = 64
+    span: int = 64
     # Per literal, a byte of the raw buffer it implies (b"" for none): a one-byte search
     # (memchr) that saves a slower multi-byte search when that byte is absent.
     pre: tuple[bytes, ...] = ()
     # The literals as regexes: a regex with a literal prefix finds a short needle faster
-    # than bytes.find does on CPython 3.11 (measured 2-4x on terminal text).
+    # than bytes.find does on CPython 3.11 (measured 2-4x on terminal text); literals of six
+    # bytes or more are searched with bytes.find instead (see searchers).
     literal_rx: tuple[re.Pattern[bytes], ...] = field(default=(), init=False, compare=False)
     # ``run`` as a translation: run bytes -> "r", others -> "n" (then one rfind finds the start).
     run_table: bytes = field(default=b"", init=False, compare=False)
+    # ``token`` as a translation of the view: token bytes -> "r", others -> "n".
+    token_table: bytes = field(default=b"", init=False, compare=False)
+    # How each hit regex is searched: (regex, literal, confirm). With a literal, bytes.find
+    # looks for it (a skip search: 3-5x faster than the regex engine's prefix scan where the
+    # literal's bytes are frequent, as in translated base64) and, if ``confirm``, the regex
+    # must match there.
+    searchers: tuple[tuple[re.Pattern[bytes], bytes, bool], ...] = field(
+        default=(), init=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        compiled = tuple(re.compile(re.escape(literal)) for literal in self.literals)
+        compiled = tuple(re.compile(literal) for literal in self.literals)
         object.__setattr__(self, "literal_rx", compiled)
+        searchers: tuple[tuple[re.Pattern[bytes], bytes, bool], ...]
+        if self.finder is not None:
+            searchers = ((self.finder, self.plain, True),)
+        else:
+            searchers = tuple(
+                (rx, lit if len(lit) >= 6 and re.escape(lit) == lit else b"", False)
+                for lit, rx in zip(self.literals, compiled, strict=True)
+            )
+        object.__setattr__(self, "searchers", searchers)
         if self.run:
             table = bytes(ord("r") if i in self.run else ord("n") for i in range(256))
             object.__setattr__(self, "run_table", table)
+        if self.token:
+            table = bytes(ord("r") if i in self.token else ord("n") for i in range(256))
+            object.__setattr__(self, "token_table", table)
 
     # When set, a value can only start where the run of these bytes that ends at the hit
     # starts (an e-mail's local part): one candidate start instead of a window search.
     run: bytes = b""
+    # When set, every value consists of these bytes of ``view`` (digits, separators, "+"):
+    # a region search stops at the end of the run of them around the hit.
+    token: bytes = b""
+    # A literal every ``finder`` match begins with, searched with bytes.find (see searchers).
+    plain: bytes = b""
 
 
 def _whole(kind: str) -> Validator:
     def validate(buf: bytes, m: re.Match[bytes]) -> Finding | None:
-        return Finding(
-            start=m.start(), end=m.end(), kind=kind, value_start=m.start(), value_end=m.end()
-        )
+        start, end = m.span()
+        return Finding(start, end, kind, start, end)
 
     return validate
 
@@ -186,8 +229,9 @@ _NANP_RX = re.compile(
     rb"(?<![0-9A-Za-z_+\-.])(?:\([2-9][0-9]{2}\) ?[0-9]{3}[\-. ]|[2-9][0-9]{2}([\-.])[0-9]{3}\1)"
     rb"[0-9]{4}(?![0-9A-Za-z_]|[\-.][0-9])"
 )
+# The literal "+" first (look-behind after it) lets the regex engine skip to each "+" at C speed.
 _E164_RX = re.compile(
-    rb"(?<![0-9A-Za-z_+])\+[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
+    rb"\+(?<![0-9A-Za-z_+]\+)[1-9][0-9]{0,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){1,6}"
     rb"(?![0-9A-Za-z_]|[\-.][0-9])"
 )
 
@@ -196,6 +240,8 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
     # The pattern is greedy: "4111 1111 1111 1111 12/27" matches one group too far, so try
     # every cut at a separator, longest first.
     text = m.group()
+    if text[0] in b"01789":  # no card range starts so: rejects "0000 0000 ..." (hex dumps) at once
+        return None
     start = m.start()
     space, dash = b" " in text, b"-" in text
     if not (space or dash):
@@ -204,15 +250,26 @@ def _validate_card(buf: bytes, m: re.Match[bytes]) -> Finding | None:
                 start=start, end=m.end(), kind=CARD, value_start=start, value_end=m.end()
             )
         return None
+    sep = b" " if space and (not dash or text.find(b" ") < text.find(b"-")) else b"-"
     if space and dash:
-        return None
-    groups = text.split(b" " if space else b"-")
+        # "2221-0000-0000-0009 12": the number ends where the other separator begins.
+        text = text[: text.find(b"-" if sep == b" " else b" ")]
+    groups = text.split(sep)
     if len(groups[0]) != 4:
+        # "4111111111111111 12/27": a compact number followed by another number.
+        first = groups[0]
+        if 13 <= len(first) <= 19 and card_ok(first):
+            end = start + len(first)
+            return Finding(start=start, end=end, kind=CARD, value_start=start, value_end=end)
         return None
     # A 19-digit number in the standard 4-4-4-4-3 layout is one number: never cut it.
     sizes = [len(g) for g in groups]
     shortest = len(groups) if sizes == [4, 4, 4, 4, 3] else 2
+    digits = len(text) - len(groups) + 1
     for n in range(len(groups), shortest - 1, -1):
+        if digits < 13:
+            return None  # fewer groups only have fewer digits
+        digits -= sizes[n - 1]
         inner_ok = min(sizes[: n - 1]) >= 3 and max(sizes[: n - 1]) <= 6
         if not inner_ok or not 1 <= sizes[n - 1] <= 6:
             continue
@@ -245,10 +302,12 @@ _DIGITS = Family(
         Alternative(kind=PHONE, pattern=_E164_RX, validate=_validate_e164),
     ),
     view="t",
-    literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", b"Pd"),
+    # "+digit" carries the E.164 look-behind: "+" inside base64 is no hit.
+    literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", rb"Pd(?<![dUaP]Pd)"),
     pre=(b"", b"", b"", b"+"),
+    token=b"dspP",
     back=48,
-    reach=64,
+    span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
 )
 
 # --- IBAN --------------------------------------------------------------------------------
@@ -286,22 +345,27 @@ _IBAN = Family(
     name="iban",
     alternatives=(Alternative(kind=IBAN, pattern=_IBAN_RX, validate=_validate_iban),),
     view="t",
-    literals=(b"UUdd",),
+    finder=re.compile(rb"UUdd(?<![dUa]UUdd)"),  # the value's look-behind, translated
+    plain=b"UUdd",
     back=0,
-    reach=56,
+    span=66,
 )
 
 # --- context: SSN as bare digits after a keyword, AWS secret keys -------------------------
 
+# These run on the lower-cased view (same positions): keywords are then plain literals, and a
+# pattern that begins with one lets the regex engine skip to it at C speed (the look-behind
+# follows the first byte). Case-insensitive keywords made a region search cost ~150 ns a byte.
 _SSN_CONTEXT_RX = re.compile(
-    rb"(?<![0-9A-Za-z])(?i:ssn|ss\#|social[ _]security(?:[ _](?:number|num|no\.?))?)"
-    rb"(?![A-Za-z])[ \t]*(?:[:#=\-]|(?i:is))?[ \t]*[\"']?"
-    rb"(?P<v>([0-9]{3})[ \-]?([0-9]{2})[ \-]?([0-9]{4}))(?![0-9A-Za-z_])"
+    rb"s(?<![0-9a-z]s)(?:sn|s\#|ocial[ _]security(?:[ _](?:number|num|no\.?))?)"
+    rb"(?![a-z])[ \t]{0,64}(?:[:#=\-]|is)?[ \t]{0,64}[\"']?"
+    rb"(?P<v>([0-9]{3})[ \-]?([0-9]{2})[ \-]?([0-9]{4}))(?![0-9a-z_])"
 )
+_AWS_SECRET_VALUE = rb"[\"']?[ \t]{0,64}[:=][ \t]{0,64}[\"']?(?P<v>[a-z0-9/+]{40})(?![a-z0-9/+=])"
 _AWS_SECRET_RX = re.compile(
-    rb"(?<![0-9A-Za-z])(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)[\"']?"
-    rb"[ \t]*[:=][ \t]*[\"']?(?P<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+    rb"a(?<![0-9a-z]a)(?:ws_?secret_?access_?key|ws_?secret(?:_?key)?)" + _AWS_SECRET_VALUE
 )
+_AWS_SECRET_BARE_RX = re.compile(rb"s(?<![0-9a-z]s)ecret_?access_?key" + _AWS_SECRET_VALUE)
 
 _CONTEXT = Family(
     name="context",
@@ -316,11 +380,17 @@ _CONTEXT = Family(
             pattern=_AWS_SECRET_RX,
             validate=_value_group(AWS_SECRET_KEY, lambda m: True),
         ),
+        Alternative(
+            kind=AWS_SECRET_KEY,
+            pattern=_AWS_SECRET_BARE_RX,
+            validate=_value_group(AWS_SECRET_KEY, lambda m: True),
+        ),
     ),
     view="low",
+    match_view="low",
     finder=re.compile(rb"s(?:sn|s\#|ocial|ecret)"),
     back=4,
-    reach=96,
+    span=200,  # the AWS form: 21 + 1 + 64 + 1 + 64 + 1 + 40 + 1 = 193
 )
 
 # --- e-mail --------------------------------------------------------------------------------
@@ -329,41 +399,39 @@ _CONTEXT = Family(
 # Leading dots before the local part ("see...john@example.com") are skipped, not masked.
 _EMAIL_RX = re.compile(
     rb"(?<![A-Za-z0-9._%+\-])\.{0,8}(?P<local>[A-Za-z0-9_%+\-][A-Za-z0-9._%+\-]{0,63})@"
-    rb"(?P<domain>[A-Za-z0-9][A-Za-z0-9\-]{0,62}(?:\.[A-Za-z0-9][A-Za-z0-9\-]{0,62}){1,8})"
+    rb"(?P<domain>(?:[A-Za-z0-9][A-Za-z0-9\-]{0,62}\.){1,8}(?P<tld>[A-Za-z]{2,24}))"
     rb"(?![A-Za-z0-9\-]|\.[A-Za-z0-9])"
 )
 _FILE_TLDS = frozenset({b"png", b"jpg", b"jpeg", b"gif", b"svg", b"webp", b"bmp", b"ico"})
 
 
 def _validate_email(buf: bytes, m: re.Match[bytes]) -> Finding | None:
-    # Shape rules kept out of the pattern, where nested optional groups backtrack: the
-    # local part does not end with a dot, labels do not end with a hyphen, the top-level
-    # domain is 2-24 letters and not an image extension ("icon@2x.png" is an asset).
-    local, domain = m.group("local", "domain")
-    tld = domain[domain.rfind(b".") + 1 :]
-    if (
-        local[-1:] == b"."
-        or not (2 <= len(tld) <= 24 and tld.isalpha())
-        or tld.lower() in _FILE_TLDS
-        or b"-." in domain
-    ):
+    # The pattern takes the whole run of domain labels (its look-ahead), so the last label
+    # is the top-level domain, 2-24 letters. Shape rules kept out of the pattern, where
+    # nested optional groups backtrack: the local part does not end with a dot, labels do
+    # not end with a hyphen, the top-level domain is not an image extension ("icon@2x.png"
+    # is an asset). This runs for every e-mail of a result set: few operations.
+    local, domain, tld = m.group(1, 2, 3)
+    if local[-1] == 0x2E or b"-." in domain or tld.lower() in _FILE_TLDS:
         return None
-    start = m.start("local")
+    start = m.start(1)
     if b".." in local:
         # "see...john@example.com": the address begins after the last run of dots.
         start += local.rfind(b"..") + 2
         while buf[start : start + 1] == b".":
             start += 1
-    return Finding(start=m.start(), end=m.end(), kind=EMAIL, value_start=start, value_end=m.end())
+    end = m.end()
+    return Finding(m.start(), end, EMAIL, start, end)  # positional: the hot path
 
 
 _EMAIL = Family(
     name="email",
     alternatives=(Alternative(kind=EMAIL, pattern=_EMAIL_RX, validate=_validate_email),),
-    literals=(b"@",),
+    # An "@" with a local-part byte before it and a domain byte after it ("@.@." is no hit).
+    finder=re.compile(rb"@(?<=[A-Za-z0-9._%+\-]@)(?=[A-Za-z0-9])"),
     run=b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
     back=72,  # up to 8 leading dots and a 64-byte local part
-    reach=600,
+    span=660,  # 8 + 64 + 1 + 63 + 8 * 64 + look-ahead 2 = 650
 )
 
 # --- keys, tokens, JWT, PEM: fixed prefixes ------------------------------------------------
@@ -411,14 +479,14 @@ def _validate_pem(buf: bytes, m: re.Match[bytes]) -> Finding | None:
 _PEM = Family(
     name="pem",
     alternatives=(Alternative(kind=PRIVATE_KEY, pattern=PEM_BEGIN_RX, validate=_validate_pem),),
-    finder=re.compile(rb"-----BEGIN "),
-    reach=160,
+    finder=PEM_BEGIN_RX,  # a literal prefix: as fast as searching "-----BEGIN "
+    span=120,
 )
 _JWT = Family(
     name="jwt",
     alternatives=(Alternative(kind=JWT, pattern=_JWT_RX, validate=_validate_jwt),),
-    finder=re.compile(rb"eyJ"),
-    reach=MAX_TOKEN + 8,
+    finder=re.compile(rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)"),
+    span=MAX_TOKEN + 8,
 )
 _CLOUD = Family(
     name="cloud",
@@ -426,22 +494,24 @@ _CLOUD = Family(
         Alternative(kind=AWS_ACCESS_KEY, pattern=_AWS_KEY_RX, validate=_whole(AWS_ACCESS_KEY)),
         Alternative(kind=GCP_API_KEY, pattern=_GCP_KEY_RX, validate=_whole(GCP_API_KEY)),
     ),
-    finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)"),
-    reach=48,
+    finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)(?<![A-Za-z0-9]A...)"),
+    span=48,
 )
 _GITHUB = Family(
     name="github",
     alternatives=(
         Alternative(kind=GITHUB_TOKEN, pattern=_GITHUB_RX, validate=_whole(GITHUB_TOKEN)),
     ),
-    finder=re.compile(rb"g(?:h[pousr]_|ithub_pat_)"),
-    reach=264,
+    finder=re.compile(
+        rb"g(?:h[pousr]_(?<![A-Za-z0-9_]gh._)|ithub_pat_(?<![A-Za-z0-9_]github_pat_))"
+    ),
+    span=264,
 )
 _SLACK = Family(
     name="slack",
     alternatives=(Alternative(kind=SLACK_TOKEN, pattern=_SLACK_RX, validate=_whole(SLACK_TOKEN)),),
-    finder=re.compile(rb"xox[abposre]-"),
-    reach=264,
+    finder=re.compile(rb"xox[abposre]-(?<![A-Za-z0-9_\-]xox.-)"),
+    span=264,
 )
 
 # Order breaks ties between values that start at the same byte.
@@ -464,7 +534,7 @@ def custom_family(kind: str, pattern: re.Pattern[bytes], max_length: int) -> Fam
         name=f"custom:{kind}",
         alternatives=(Alternative(kind=kind, pattern=pattern, validate=_whole(kind)),),
         finder=pattern,
-        reach=max_length + 8,
+        span=max_length + 8,
     )
 
 
@@ -480,12 +550,15 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 name=family.name,
                 alternatives=alts,
                 view=family.view,
+                match_view=family.match_view,
                 literals=family.literals,
                 finder=family.finder,
                 back=family.back,
-                reach=family.reach,
+                span=family.span,
                 pre=family.pre,
                 run=family.run,
+                token=family.token,
+                plain=family.plain,
             )
         )
     return chosen

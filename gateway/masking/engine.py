@@ -5,10 +5,12 @@ Theory of operation
 ``Engine.next_finding(cursors, pos)`` answers: which is the leftmost valid value starting at or
 after ``pos``? Each family (see ``detectors``) has a cursor that answers the same question for
 its own detectors; the engine takes the leftmost answer (ties go to the earlier family). A
-cursor finds the next *hit* of its pre-filter, tries every start between ``hit - back`` and the
-hit, and runs the exact patterns and checks only there. A start that failed is remembered
-(``tried``), and answers are cached while ``pos`` moves forward, so a whole buffer costs one
-pass of the pre-filters plus the work around hits.
+cursor finds the next *hit* of its pre-filter and runs the exact patterns and checks only
+there: at the hit itself (keys, JWT, PEM, IBAN), at the one start the hit implies (e-mail),
+or over a region ``[hit - back, hit + span)`` searched at C speed (digits, context), growing
+while hits stay dense. A start that failed is remembered (``tried``), and answers are cached
+while ``pos`` moves forward, so a whole buffer costs one pass of the pre-filters plus the
+work around hits, whatever its shape: no step costs Python time per byte.
 
 Because the answer is a pure function of (buffer, pos), masking a text is: take the next
 finding, replace it, continue at its end. PEM blocks are the one value without a length bound:
@@ -31,14 +33,43 @@ from gateway.masking.detectors import (
 from gateway.masking.profile import CustomPattern, MaskingProfile
 from gateway.masking.strategies import StrategySpec, redacted, render
 
-# No built-in pattern looks further than this many bytes past the end of its match.
-_LOOKAHEAD = 4
+# In the translated view digits are "d"; every pattern of the number family has a look-behind
+# that refuses a digit before the value.
+_DIGIT = ord("d")
+_NOT_DIGIT_RX = re.compile(rb"[^d]")
+
+
+def _first(searcher: tuple[re.Pattern[bytes], bytes, bool], hay: bytes, at: int) -> int:
+    """Where the hit regex first matches at or after ``at`` (-1: nowhere)."""
+    rx, plain, confirm = searcher
+    if not plain:
+        m = rx.search(hay, at)
+        return -1 if m is None else m.start()
+    i = hay.find(plain, at)
+    if not confirm:
+        return i
+    for _ in range(8):
+        if i < 0 or rx.match(hay, i) is not None:
+            return i
+        i = hay.find(plain, i + 1)
+    # Many literals that the regex rejects ("DE89DE89..."): let the regex skip them in C.
+    m = rx.search(hay, max(i, at))
+    return -1 if m is None else m.start()
 
 
 class _Cursor:
     """The first valid finding of one family at or after a position, for one buffer."""
 
-    __slots__ = ("_family", "_hay", "_lit_next", "_result", "_result_from", "_tried", "_views")
+    __slots__ = (
+        "_family",
+        "_hay",
+        "_lit_next",
+        "_marks",
+        "_result",
+        "_result_from",
+        "_tried",
+        "_views",
+    )
 
     def __init__(self, family: Family, views: Views) -> None:
         self._family = family
@@ -51,6 +82,7 @@ class _Cursor:
         self._views = views
         self._hay = getattr(views, family.view)
         self._lit_next = [-2] * len(family.literals)
+        self._marks = b""  # the view translated by family.token_table, made when first needed
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
         self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
@@ -58,10 +90,9 @@ class _Cursor:
     def _hit(self, at: int) -> int:
         family = self._family
         if family.finder is not None:
-            m = family.finder.search(self._hay, at)
-            return -1 if m is None else m.start()
+            return _first(family.searchers[0], self._hay, at)
         best = -1
-        for i, literal_rx in enumerate(family.literal_rx):
+        for i, searcher in enumerate(family.searchers):
             known = self._lit_next[i]
             if known == -1 and at >= 0:
                 continue  # this literal does not occur any more
@@ -74,9 +105,7 @@ class _Cursor:
                 self._lit_next[i] = -1
                 continue
             if known < at:
-                m = literal_rx.search(self._hay, at)
-                known = -1 if m is None else m.start()
-                self._lit_next[i] = known
+                known = self._lit_next[i] = _first(searcher, self._hay, at)
             if known >= 0 and (best < 0 or known < best):
                 best = known
         return best
@@ -86,62 +115,119 @@ class _Cursor:
         if 0 <= self._result_from <= pos and (cached is None or cached.start >= pos):
             return cached
         family = self._family
-        buf = self._views.buf
-        size = len(buf)
+        if family.back and not family.run:
+            found = self._next_by_regions(pos)
+        else:
+            found = self._next_by_hits(pos)
+        if found is not None:
+            self._tried = found.start - 1
+        self._result, self._result_from = found, pos
+        return found
+
+    def _next_by_hits(self, pos: int) -> Finding | None:
+        """Families whose hit fixes the start (``back == 0``) or names one candidate start (an
+        e-mail's local part): one exact match per hit."""
+        family = self._family
+        buf: bytes = getattr(self._views, family.match_view)
+        run_table = family.run_table
         at = max(pos, self._tried + 1)
         while True:
             hit = self._hit(at)
             if hit < 0:
-                self._result, self._result_from = None, pos
                 return None
-            low = max(pos, hit - family.back, self._tried + 1)
-            found = self._window(buf, low, hit, min(size, hit + family.reach))
-            if found is not None:
-                self._tried = found.start - 1
-                self._result, self._result_from = found, pos
-                return found
+            start = hit
+            if run_table:
+                low = max(pos, hit - family.back, self._tried + 1)
+                start = low + buf[low:hit].translate(run_table).rfind(b"n") + 1
+            for alt in family.alternatives:
+                m = alt.pattern.match(buf, start)
+                if m is not None:
+                    found = alt.validate(buf, m)
+                    if found is not None and found.end > found.start:
+                        return found
             self._tried = max(self._tried, hit)
             at = hit + 1
 
-    def _window(self, buf: bytes, low: int, hit: int, endpos: int) -> Finding | None:
+    def _next_by_regions(self, pos: int) -> Finding | None:
+        """Families whose values start up to ``back`` bytes before a hit: the exact patterns
+        search a region around the hit at C speed. Starts up to ``end - span`` are decided
+        whatever follows the region; where the next hit falls inside the last region (a long
+        run of digits, keywords over and over) the region doubles, so dense hits cost a few
+        regex passes, not one Python step each."""
+        family = self._family
+        buf: bytes = getattr(self._views, family.match_view)
+        size = len(buf)
+        span = family.span
+        width = 0
+        last_end = -1
+        at = max(pos, self._tried + 1)
+        while True:
+            hit = self._hit(at)
+            if hit < 0:
+                return None
+            low = max(at, hit - family.back)
+            width = width * 2 if low <= last_end else family.back + 2 * span
+            end = min(size, max(hit + span, low + width))
+            decided = end if end == size else end - span
+            if family.token_table:
+                # A value lies inside the run of token bytes around the hit: search only
+                # that run (and the two bytes of look-ahead after it).
+                if not self._marks:
+                    self._marks = self._hay.translate(family.token_table)
+                low = max(low, self._marks.rfind(b"n", low, hit) + 1)
+                run_end = self._marks.find(b"n", hit, decided)
+                if run_end >= 0:
+                    decided, end = run_end, min(size, run_end + 2)
+                if low and self._hay[low - 1] == _DIGIT:
+                    # No number starts right after a digit: skip the rest of a digit run
+                    # with one C scan instead of trying the patterns at each of its bytes.
+                    m = _NOT_DIGIT_RX.search(self._hay, low, decided + 1)
+                    low = decided + 1 if m is None else m.start()
+            found = None if low > decided else self._search(buf, low, decided, end, hit)
+            if found is not None:
+                return found
+            self._tried = decided
+            at = decided + 1
+            last_end = end
+
+    def _hit_near(self, start: int) -> bool:
+        """Whether a hit lies in ``[start, start + back]``: what makes a value starting after
+        the region's first hit detectable, so that the answer depends on the text alone, not
+        on where a region happened to begin (the stream masker cuts anywhere)."""
+        family = self._family
+        limit = start + family.back
+        endpos = min(len(self._hay), limit + 16)  # room for the longest literal
+        finders = (family.finder,) if family.finder is not None else family.literal_rx
+        for rx in finders:
+            m = rx.search(self._hay, start, endpos)
+            if m is not None and m.start() <= limit:
+                return True
+        return False
+
+    def _search(self, buf: bytes, low: int, decided: int, end: int, hit: int) -> Finding | None:
+        """The first valid value starting in ``[low, decided]``. Each pattern's leftmost match
+        in ``[start, end)`` is kept until ``start`` passes it; a match starting at or before
+        ``decided`` is the one the whole buffer gives (``end`` is at least ``span`` bytes
+        further, or the end of the buffer), so it is validated as it is."""
         alternatives = self._family.alternatives
-        if self._family.run:
-            start = low + buf[low:hit].translate(self._family.run_table).rfind(b"n") + 1
-            for alt in alternatives:
-                m = alt.pattern.match(buf, start)
-                if m is not None:
-                    found = alt.validate(buf, m)
-                    if found is not None and found.end > found.start:
+        nexts = [alt.pattern.search(buf, low, end) for alt in alternatives]
+        while True:
+            best = -1
+            for m in nexts:
+                if m is not None and (best < 0 or m.start() < best):
+                    best = m.start()
+            if best < 0 or best > decided:
+                return None
+            for i, m in enumerate(nexts):  # the family's order breaks ties at one start
+                if m is not None and m.start() == best:
+                    found = alternatives[i].validate(buf, m)
+                    if (
+                        found is not None
+                        and found.end > found.start
+                        and (found.start <= hit or self._hit_near(found.start))
+                    ):
                         return found
-            return None
-        start = low
-        while start <= hit:
-            if self._family.back:
-                # Earliest start any pattern could match; the window end truncates the text,
-                # so this only proposes starts and the exact match below decides.
-                best = -1
-                for alt in alternatives:
-                    m = alt.pattern.search(buf, start, endpos)
-                    if m is not None and m.start() <= hit and (best < 0 or m.start() < best):
-                        best = m.start()
-                if best < 0:
-                    return None
-                start = best
-                if len(alternatives) == 1 and m is not None and m.end() + _LOOKAHEAD <= endpos:
-                    # The window did not cut this match short: it is the exact match.
-                    found = alternatives[0].validate(buf, m)
-                    if found is not None and found.end > found.start:
-                        return found
-                    start += 1
-                    continue
-            for alt in alternatives:
-                m = alt.pattern.match(buf, start)
-                if m is not None:
-                    found = alt.validate(buf, m)
-                    if found is not None and found.end > found.start:
-                        return found
-            start += 1
-        return None
+                    nexts[i] = alternatives[i].pattern.search(buf, best + 1, end)
 
 
 _Probe = tuple[Family, str, tuple[tuple[bytes, "re.Pattern[bytes]"], ...]]
@@ -214,8 +300,8 @@ class Engine:
     def active(self, views: Views) -> tuple[Family, ...]:
         """The families whose hit finder hits somewhere in the buffer: for a small buffer
         (a row) cheaper than creating a cursor for every family."""
-        hays = {"buf": views.buf, "t": views.t, "low": views.low}
         buf = views.buf
+        hays = {"buf": buf, "t": views.t, "low": views.low}
         hit: list[Family] = []
         for family, view, probes in self._probes:
             hay = hays[view]
@@ -232,10 +318,15 @@ class Engine:
         if not families:
             return []
         cursors = self.cursors(views, families)
-        pos = 0
+        # Each cursor's next finding stays its answer until the position passes its start, so
+        # only the cursors that were passed are asked again.
+        pending = [cursor.next(0) for cursor in cursors]
         out: list[Finding] = []
         while True:
-            found = self.next_finding(cursors, pos)
+            found = None
+            for candidate in pending:  # leftmost; ties go to the earlier family
+                if candidate is not None and (found is None or candidate.start < found.start):
+                    found = candidate
             if found is None:
                 return out
             if found.block:
@@ -250,6 +341,9 @@ class Engine:
                 )
             out.append(found)
             pos = found.end
+            for i, candidate in enumerate(pending):
+                if candidate is not None and candidate.start < pos:
+                    pending[i] = cursors[i].next(pos)
 
     def replacement(self, kind: str, value: bytes) -> bytes | None:
         return render(self.spec(kind), kind, value, self._key)
@@ -270,13 +364,16 @@ class Engine:
         kinds: list[str] = []
         nulled = False
         pos = start
+        specs, key = self._specs, self._key
         for f in found:
-            out = self.replacement(f.kind, buf[f.value_start : f.value_end])
+            kind = f.kind
+            spec = specs.get(kind) or self.spec(kind)
+            out = render(spec, kind, buf[f.value_start : f.value_end], key)
             if out is None:
                 nulled = True
-                out = redacted(self.spec(f.kind), f.kind)
+                out = redacted(spec, kind)
             parts += (buf[pos : f.value_start], out, buf[f.value_end : f.end])
-            kinds.append(f.kind)
+            kinds.append(kind)
             pos = f.end
         parts.append(buf[pos:end])
         return b"".join(parts), kinds, nulled

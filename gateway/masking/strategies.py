@@ -38,7 +38,11 @@ REDACT = StrategySpec(strategy=Strategy.REDACT)
 PARTIAL = StrategySpec(strategy=Strategy.PARTIAL)
 
 _NUMBER_KINDS = frozenset({CARD, SSN, PHONE, IBAN})
-_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_ALNUM_BYTES = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_ALNUM = frozenset(_ALNUM_BYTES)
+_NON_ALNUM_BYTES = bytes(i for i in range(256) if i not in _ALNUM)
+# Letters and digits -> "*", everything else unchanged: partial masking in one C call.
+_STARS = bytes(0x2A if i in _ALNUM else i for i in range(256))
 
 
 def redacted(spec: StrategySpec, kind: str) -> bytes:
@@ -48,16 +52,15 @@ def redacted(spec: StrategySpec, kind: str) -> bytes:
 
 
 def _partial(value: bytes, keep: int) -> bytes:
-    total = sum(1 for ch in value if ch in _ALNUM)
+    # Translations instead of a loop per byte: this runs once per masked value.
+    total = len(value) - len(value.translate(None, _ALNUM_BYTES))
     keep = min(keep, total // 2)
-    out = bytearray(value)
-    seen = 0
-    for i, ch in enumerate(value):
-        if ch in _ALNUM:
-            if seen < total - keep:
-                out[i] = 0x2A  # '*'
-            seen += 1
-    return bytes(out)
+    cut = len(value)
+    while keep:  # walk back over the kept letters and digits (and separators among them)
+        cut -= 1
+        if value[cut] in _ALNUM:
+            keep -= 1
+    return value[:cut].translate(_STARS) + value[cut:]
 
 
 def _partial_email(value: bytes) -> bytes:
@@ -67,7 +70,7 @@ def _partial_email(value: bytes) -> bytes:
 
 def hash_token(key: bytes, kind: str, value: bytes) -> bytes:
     if kind in _NUMBER_KINDS:
-        value = bytes(ch for ch in value if ch in _ALNUM).upper()
+        value = value.translate(None, _NON_ALNUM_BYTES).upper()
     elif kind == EMAIL:
         value = value.lower()
     digest = hmac.new(key, value, hashlib.sha256).hexdigest()

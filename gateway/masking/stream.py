@@ -32,7 +32,6 @@ so an idle flush in the middle of a key never lets the rest of the key through.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from gateway.masking.detectors import MAX_TOKEN, PEM_BODY_CHARS, PEM_END_MAX, PEM_END_RX, Views
 from gateway.masking.engine import Engine
@@ -43,33 +42,72 @@ from gateway.masking.strategies import redacted, render_stream
 MAX_HOLD = MAX_TOKEN + 64
 _CONTEXT = 64
 
-# Suffixes that may still grow into a value. Each alternative carries a look-behind no
-# stronger than the look-behinds of the values it stands for, so a long run of letters, digits
-# or dashes is tried only where a value could start, not at every byte.
-_PARTIAL_PARTS = (
-    rb"(?<![0-9A-Za-z_])(?:[+(]?[0-9][0-9 ().\-]{0,60}|[+(])",  # card, SSN, phone
-    rb"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,72}(?:@[A-Za-z0-9.\-]{0,260})?",  # e-mail
-    rb"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_\-]{0,269}",  # keys, keywords, IBAN country codes
-    rb"(?<![0-9A-Za-z_])[A-Z]{2}[0-9]{2}[A-Z0-9 ]{0,44}",  # IBAN
-    rb"(?<![0-9A-Za-z])(?i:ssn|ss\#|social(?:[ _][a-z.]{0,8}){0,2})[ \t:#=\-\"'a-zA-Z]{0,12}[0-9 \-]{0,12}",
-    rb"(?<![0-9A-Za-z])(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)[\"']?[ \t]*[:=]?[ \t]*[\"']?[A-Za-z0-9/+]{0,41}",
-    rb"-{1,5}(?:B[A-Z0-9 ]{0,120}-{0,5})?",  # -----BEGIN ... PRIVATE KEY-----
+# Suffixes that may still grow into a value, each with the bytes it can consist of. Each
+# pattern carries a look-behind no stronger than the look-behinds of the values it stands for,
+# so a long run of letters, digits or dashes is tried only where a value could start. A suffix
+# lies inside the trailing run of its own bytes, so each pattern is searched only from where
+# that run starts (one translate and rfind find it): a regex search costs 100-250 ns per start
+# position, and trying every position of the last few hundred bytes on every feed was the
+# largest per-feed cost. Quantifiers are possessive: a suffix must reach the end of the buffer,
+# so giving back bytes can never help, and backtracking over a long run is avoided.
+_ALNUM = rb"A-Za-z0-9"
+_PARTIAL_PARTS: tuple[tuple[bytes, bytes], ...] = (
+    (  # card, SSN, phone
+        rb"0-9 ().+\-",
+        rb"(?<![0-9A-Za-z_])(?:[+(]?+[0-9][0-9 ().\-]{0,60}+|[+(])",
+    ),
+    (  # e-mail
+        _ALNUM + rb"._%+\-@",
+        rb"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]{1,72}+(?:@[A-Za-z0-9.\-]{0,260}+)?",
+    ),
+    (  # keys, keywords, IBAN country codes
+        _ALNUM + rb"_\-",
+        rb"(?<![A-Za-z0-9])[A-Za-z][A-Za-z0-9_\-]{0,269}+",
+    ),
+    (  # IBAN
+        rb"A-Z0-9 ",
+        rb"(?<![0-9A-Za-z_])[A-Z]{2}[0-9]{2}[A-Z0-9 ]{0,44}+",
+    ),
+    (  # SSN after a keyword
+        _ALNUM + rb" \t:#=\-\"'_.",
+        rb"(?<![0-9A-Za-z])(?i:ssn|ss\#|social(?:[ _][a-z.]{0,8}){0,2})"
+        rb"[ \t:#=\-\"'a-zA-Z]{0,12}[0-9 \-]{0,12}",
+    ),
+    (  # AWS secret after a keyword
+        _ALNUM + rb"_\"' \t:=/+",
+        rb"(?<![0-9A-Za-z])(?i:(?:aws_?)?secret_?access_?key|aws_?secret(?:_?key)?)"
+        rb"[\"']?[ \t]*+[:=]?[ \t]*+[\"']?[A-Za-z0-9/+]{0,41}+",
+    ),
+    (  # -----BEGIN ... PRIVATE KEY-----
+        rb"A-Z0-9 \-",
+        rb"-{1,5}(?:B[A-Z0-9 ]{0,120}-{0,5})?",
+    ),
 )
-# Every alternative above matches at most this many bytes: it is searched only there.
+# Every pattern above matches at most this many bytes: it is searched only there.
 _PARTIAL_SPAN = 340
-# A JWT may be 8 KiB: its own regex starts with the literal "eyJ" (a fast scan).
+# A JWT may be 8 KiB.
+_JWT_BYTES = _ALNUM + rb"_\-."
 _PARTIAL_JWT = re.compile(
-    rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)[A-Za-z0-9_\-.]{0," + str(MAX_TOKEN).encode() + rb"}\Z"
+    rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)[A-Za-z0-9_\-.]{0," + str(MAX_TOKEN).encode() + rb"}+\Z"
 )
 _PEM_FOREIGN_RX = re.compile(rb"[^" + PEM_BODY_CHARS + rb"]")
 
 
-@lru_cache(maxsize=16)
-def _partial_regex(custom_max: int) -> re.Pattern[bytes]:
-    parts = list(_PARTIAL_PARTS)  # JWTs: _PARTIAL_JWT
-    if custom_max:
-        parts.append(rb"[^\r\n]{1," + str(custom_max).encode() + rb"}")
-    return re.compile(rb"(?:" + rb"|".join(parts) + rb")\Z")
+def _run_table(members: bytes) -> bytes:
+    """A translation: bytes of the class ``[members]`` -> "r", all others -> "n"."""
+    rx = re.compile(rb"[" + members + rb"]")
+    return bytes(ord("r") if rx.match(bytes([i])) else ord("n") for i in range(256))
+
+
+_PARTIALS: tuple[tuple[bytes, re.Pattern[bytes]], ...] = tuple(
+    (_run_table(members), re.compile(rb"(?:" + pattern + rb")\Z"))
+    for members, pattern in _PARTIAL_PARTS
+)
+_JWT_TABLE = _run_table(_JWT_BYTES)
+# A buffer that ends with none of these bytes (a newline, NUL, "}", ",", ...) holds nothing back.
+_PARTIAL_LAST = frozenset(
+    i for i in range(256) if any(table[i] == ord("r") for table, _ in _PARTIALS)
+)
 
 
 class StreamMasker:
@@ -81,9 +119,9 @@ class StreamMasker:
     def __init__(self, profile: MaskingProfile) -> None:
         self._engine = Engine(profile)
         self._strict = profile.strict
-        custom_max = max((p.max_length for p in profile.custom_patterns), default=0)
-        self._partial = _partial_regex(custom_max)
-        self._partial_span = max(_PARTIAL_SPAN, custom_max + 1)
+        # Custom patterns match within a line and at most max_length bytes: that many
+        # trailing bytes of the line are held back.
+        self._custom_max = max((p.max_length for p in profile.custom_patterns), default=0)
         self._buf = b""  # look-behind context, then bytes not yet emitted
         self._pos = 0  # where the bytes not yet emitted begin in _buf
         self._suppressing = False
@@ -132,13 +170,30 @@ class StreamMasker:
         return -1
 
     def _hold_point(self, buf: bytes, pos: int) -> int:
+        """Where the suffix that could still become a value begins (``len(buf)``: none)."""
         size = len(buf)
         line = max(buf.rfind(b"\n", pos), buf.rfind(b"\r", pos)) + 1
         start = max(pos, line)
-        jwt = _PARTIAL_JWT.search(buf, max(start, size - MAX_HOLD))
-        m = self._partial.search(buf, max(start, size - self._partial_span))
-        held = size if m is None else m.start()
-        return held if jwt is None else min(held, jwt.start())
+        if start >= size:
+            return size
+        held = max(start, size - self._custom_max) if self._custom_max else size
+        if buf[-1] not in _PARTIAL_LAST:
+            return held  # JWT bytes are a subset of the partial bytes
+        low = max(start, size - _PARTIAL_SPAN)
+        tail = buf[low:]
+        for table, partial in _PARTIALS:
+            run = low + tail.translate(table).rfind(b"n") + 1
+            if run < held:
+                m = partial.search(buf, run)
+                if m is not None and m.start() < held:
+                    held = m.start()
+        low = max(start, size - MAX_HOLD)
+        run = low + buf[low:].translate(_JWT_TABLE).rfind(b"n") + 1
+        if run < held:
+            m = _PARTIAL_JWT.search(buf, run)
+            if m is not None and m.start() < held:
+                held = m.start()
+        return held
 
     def _step(self, chunk: bytes, *, final: bool) -> bytes:
         buf = self._buf + chunk if chunk else self._buf

@@ -106,4 +106,4 @@ def jwt_header_ok(segment: bytes) -> bool:
 
 
 def digit_count(value: bytes) -> int:
-    return sum(1 for ch in value if 48 <= ch <= 57)
+    return len(value) - len(value.translate(None, b"0123456789"))
