@@ -311,7 +311,6 @@ def main() -> None:
     bench_rows(args.repeat)
     for chunk in (4096, 32768):
         bench_stream(args.mb, chunk)
-    bench_long_lines(4096)
     for chunk in (4096, 32768):
         bench_shapes(chunk, int(args.shape_mb * 1_000_000))
     if args.gateway_rows:
