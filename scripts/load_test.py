@@ -180,6 +180,7 @@ class Tally:
     plain: list[float] = field(default_factory=list)
     held: list[float] = field(default_factory=list)
     errors: int = 0
+    connect_errors: int = 0
     messages: dict[str, int] = field(default_factory=dict)
 
 
@@ -192,15 +193,18 @@ def agent(
     start: threading.Event,
     stop: threading.Event,
     tally: Tally,
+    connecting: threading.Semaphore,
 ) -> None:
     try:
-        conn = pymysql.connect(
-            host="127.0.0.1", port=port, user="agent", password=token, database=DB,
-            autocommit=True, read_timeout=120,
-        )  # fmt: skip
+        with connecting:  # log in a few at a time, as agents arriving over a minute would
+            conn = pymysql.connect(
+                host="127.0.0.1", port=port, user="agent", password=token, database=DB,
+                autocommit=True, read_timeout=120, connect_timeout=60,
+            )  # fmt: skip
     except pymysql.err.MySQLError as exc:
-        tally.errors += 1
-        tally.messages[f"connect: {exc.args}"] = 1
+        tally.connect_errors += 1
+        key = f"connect: {str(exc.args)[:110]}"
+        tally.messages[key] = tally.messages.get(key, 0) + 1
         ready.wait()
         return
     ready.wait()
@@ -229,7 +233,7 @@ def agent(
 
 def diagnose(stuck: int, nodes: list[NodeProcess]) -> None:
     """Sessions still waiting after the run: show where (MariaDB, the nodes' status)."""
-    print(f"  {stuck} session(s) still waiting 15 s after the end; MariaDB says:")
+    print(f"  {stuck} session(s) still waiting 15 s after the end; MariaDB says:", flush=True)
     with pymysql.connect(**MARIADB) as conn, conn.cursor() as cur:  # type: ignore[arg-type]
         cur.execute(
             "SELECT user, time, state, LEFT(info, 100) FROM information_schema.processlist "
@@ -260,6 +264,7 @@ class Result:
     commands: int
     held: int
     errors: int
+    connect_errors: int
     p50_ms: float
     p95_ms: float
     held_p95_ms: float
@@ -286,6 +291,7 @@ def scenario(n_nodes: int, sessions: int, duration: float, hold_every: int) -> R
             ready = threading.Barrier(sessions + 1)
             start, stop = threading.Event(), threading.Event()
             tallies = [Tally() for _ in range(sessions)]
+            connecting = threading.Semaphore(20)
             threads = [
                 threading.Thread(
                     target=agent,
@@ -298,6 +304,7 @@ def scenario(n_nodes: int, sessions: int, duration: float, hold_every: int) -> R
                         start,
                         stop,
                         tallies[i],
+                        connecting,
                     ),
                     daemon=True,
                 )
@@ -333,6 +340,7 @@ def scenario(n_nodes: int, sessions: int, duration: float, hold_every: int) -> R
                 commands=len(plain) + len(held),
                 held=len(held),
                 errors=sum(t.errors for t in tallies),
+                connect_errors=sum(t.connect_errors for t in tallies),
                 p50_ms=percentile(plain, 50) * 1000,
                 p95_ms=percentile(plain, 95) * 1000,
                 held_p95_ms=percentile(held, 95) * 1000,
@@ -362,13 +370,26 @@ def main() -> int:
     os.environ.pop("WARDGATE_CONFIG", None)
     prepare_mariadb()
     results = []
-    for count in (int(c) for c in args.nodes.split(",")):
-        print(f"running {args.sessions} sessions on {count} node(s) for {args.duration:g} s ...")
-        results.append(scenario(count, args.sessions, args.duration, args.hold_every))
+    # Every agent session is one upstream connection: make room for them on the shared
+    # server for the length of the run (and put the limit back after).
+    with pymysql.connect(**MARIADB, autocommit=True) as conn, conn.cursor() as cur:  # type: ignore[arg-type]
+        cur.execute("SELECT @@global.max_connections")
+        (limit,) = cur.fetchone()
+        if limit < args.sessions + 100:
+            cur.execute(f"SET GLOBAL max_connections = {args.sessions + 100}")
+        try:
+            for count in (int(c) for c in args.nodes.split(",")):
+                print(
+                    f"running {args.sessions} sessions on {count} node(s) for {args.duration:g} s",
+                    flush=True,
+                )
+                results.append(scenario(count, args.sessions, args.duration, args.hold_every))
+        finally:
+            cur.execute(f"SET GLOBAL max_connections = {limit}")
     print()
     head = (
         f"{'nodes':>5} {'sessions':>8} {'cmds/s':>8} {'commands':>9} {'held':>5} "
-        f"{'approved':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'held p95 ms':>11} "
+        f"{'approved':>8} {'errors':>6} {'conn err':>8} {'p50 ms':>7} {'p95 ms':>7} {'held p95 ms':>11} "
         f"peak RSS MB"
     )
     print(head)
@@ -376,13 +397,13 @@ def main() -> int:
     for r in results:
         print(
             f"{r.nodes:>5} {r.sessions:>8} {r.commands / r.seconds:>8.0f} {r.commands:>9} "
-            f"{r.held:>5} {r.approved:>8} {r.errors:>6} {r.p50_ms:>7.1f} {r.p95_ms:>7.1f} "
+            f"{r.held:>5} {r.approved:>8} {r.errors:>6} {r.connect_errors:>8} {r.p50_ms:>7.1f} {r.p95_ms:>7.1f} "
             f"{r.held_p95_ms:>11.1f} {' + '.join(f'{m:.0f}' for m in r.rss_mb)}"
         )
     for r in results:
         for message, count in sorted(r.messages.items(), key=lambda kv: -kv[1])[:5]:
             print(f"  {r.nodes} node(s): {count} x {message}")
-    return 0 if all(r.errors == 0 for r in results) else 1
+    return 0 if all(r.errors == 0 and r.connect_errors == 0 for r in results) else 1
 
 
 if __name__ == "__main__":
