@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -358,6 +359,7 @@ def scenario(n_nodes: int, sessions: int, duration: float, hold_every: int) -> R
                     n.proc.kill()
             with psycopg.connect(PG_BASE, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> int:
