@@ -37,11 +37,17 @@ class ChangeWaiter(Protocol):
 class SQLitePollWaiter:
     def __init__(self, recorder: ChainedSQLiteRecorder, *, interval: float = 0.02) -> None:
         self.interval = interval
-        self._conn: sqlite3.Connection = recorder.data_version_probe()
+        try:
+            self._conn: sqlite3.Connection = recorder.data_version_probe()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot watch the event store: {exc}") from None
         self._version = self._read()
 
     def _read(self) -> int:
-        row = self._conn.execute("PRAGMA data_version").fetchone()
+        try:
+            row = self._conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"watching the event store failed: {exc}") from None
         return int(row[0])
 
     def wait(self, timeout: float) -> bool:
@@ -61,24 +67,44 @@ class SQLitePollWaiter:
 
 
 class PostgresListenWaiter:
+    """LISTEN on a connection of its own. Any failure of it (the server restarting, the
+    network, :meth:`close` from another thread to interrupt a wait) is raised as
+    :class:`StoreUnavailable`, so followers wait the outage out instead of dying."""
+
     def __init__(self, store: EventStore) -> None:
         import psycopg  # noqa: PLC0415
         from psycopg.sql import SQL, Identifier  # noqa: PLC0415
 
+        self._errors = psycopg.Error
         recorder: Any = store.recorder
-        self._conn = psycopg.connect(
-            pg_conninfo(store.settings), autocommit=True, connect_timeout=5
-        )
-        self._conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+        try:
+            self._conn = psycopg.connect(
+                pg_conninfo(store.settings), autocommit=True, connect_timeout=5
+            )
+            self._conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot listen to the event store {store.settings.display}: {_first_line(exc)}"
+            ) from None
 
     def wait(self, timeout: float) -> bool:
         got = False
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            got = True
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                got = True
+        except self._errors as exc:
+            raise StoreUnavailable(
+                f"listening to the event store failed: {_first_line(exc)}"
+            ) from None
         return got
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def change_waiter(store: EventStore, *, interval: float = 0.02) -> ChangeWaiter:
@@ -107,12 +133,12 @@ class Follower:
 
     def step(self, timeout: float | None = None) -> int:
         """Wait for a change (at most ``timeout``), then catch up; returns events read."""
-        if self._waiter is None:
+        waiter = self._waiter  # close() may clear the attribute from another thread
+        if waiter is None:
             self._waiter = change_waiter(self.store)
-            count = catch_up(self.store, self.projections)
         else:
-            self._waiter.wait(self.idle_timeout if timeout is None else timeout)
-            count = catch_up(self.store, self.projections)
+            waiter.wait(self.idle_timeout if timeout is None else timeout)
+        count = catch_up(self.store, self.projections)
         if count and self.on_change is not None:
             self.on_change(count)
         return count
@@ -123,6 +149,7 @@ class Follower:
             try:
                 self.step()
             except StoreUnavailable:
+                # Also how close() from another thread ends a wait: its connection is gone.
                 self._drop_waiter()
                 self.stopping.wait(0.5)
 

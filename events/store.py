@@ -51,6 +51,9 @@ from events.integrity import VerifyReport, merge_by_id, verify
 from events.recorders import ChainedPostgresRecorder, ChainedSQLiteRecorder
 
 Durability = Literal["process-crash", "power-loss"]
+PG_RECONNECT_WINDOW = 2.0
+"""Seconds a lost PostgreSQL pool connection is retried in the background before the next
+writer asks for a fresh one (see ``EventStore.__init__``)."""
 A = TypeVar("A", bound=Aggregate)
 
 
@@ -231,6 +234,13 @@ class EventStore:
         assert isinstance(recorder, ChainedSQLiteRecorder | ChainedPostgresRecorder)
         self.recorder: ChainedSQLiteRecorder | ChainedPostgresRecorder = recorder
         self.recorder.chain_key = settings.integrity_key
+        if isinstance(recorder, ChainedPostgresRecorder):
+            # psycopg_pool retries a lost connection with exponential backoff (1, 2, 4, ...
+            # seconds) for five minutes: after an outage of a minute the pool would wait half
+            # a minute more before trying the server again, refusing every command meanwhile.
+            # Giving up a retry chain quickly makes the next waiting writer open a fresh
+            # connection at once, so service resumes within about a second of the store.
+            recorder.datastore.pool.reconnect_timeout = PG_RECONNECT_WINDOW
         if isinstance(recorder, ChainedSQLiteRecorder):
             recorder.synchronous = "FULL" if settings.durability == "power-loss" else "NORMAL"
             recorder.autocheckpoint = settings.autocheckpoint
