@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import trio
 
 from events.domain import Session
+from events.store import StoreError
 from gateway.context import GatewayContext
 from gateway.identity import Identity, TokenRejected
 from gateway.mysql.commands import (
@@ -357,6 +358,19 @@ class MySQLSession:
                 return
 
     async def _authenticate(self, event: LoginRequested) -> None:
+        try:
+            await self._authenticate_recorded(event)
+        except StoreError as exc:
+            # Nothing runs unrecorded: without a durable Authenticated there is no session.
+            server = self.server
+            assert server is not None
+            server.reject_login(
+                "wardgate: the audit store is unavailable; login refused (nothing runs unrecorded)"
+            )
+            await self._flush()
+            raise ClosingSession("error", f"store unavailable at login: {exc}") from None
+
+    async def _authenticate_recorded(self, event: LoginRequested) -> None:
         ctx, server = self.ctx, self.server
         assert server is not None
         try:

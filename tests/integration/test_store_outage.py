@@ -244,12 +244,6 @@ def test_outage_refuses_clearly_and_service_resumes_without_restart(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/mysql/proxy.py: MySQLSession._authenticate lets StoreUnavailable from "
-    "writer.write(Authenticated) escape the connection task, which ends trio.serve_listeners "
-    "and with it the whole node; it must refuse the login with the store error instead",
-)
 def test_a_new_connection_during_the_outage_is_refused_and_the_node_survives(
     private_pg: PrivatePostgres, tmp_path: Path
 ) -> None:
