@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import trio
+
 from events.domain import DomainEvent, SessionControl
 from events.store import EventStore
 from gateway.guard import Guard
@@ -23,12 +25,41 @@ class SessionRegistry:
 
     def __init__(self) -> None:
         self._live: dict[str, Terminator] = {}
+        self._drains: dict[str, Callable[[], None]] = {}
+        self._emptied = trio.Event()
 
-    def add(self, session_id: uuid.UUID, terminate: Terminator) -> None:
+    def add(
+        self,
+        session_id: uuid.UUID,
+        terminate: Terminator,
+        *,
+        drain: Callable[[], None] | None = None,
+    ) -> None:
         self._live[str(session_id)] = terminate
+        if drain is not None:
+            self._drains[str(session_id)] = drain
 
     def remove(self, session_id: uuid.UUID) -> None:
         self._live.pop(str(session_id), None)
+        self._drains.pop(str(session_id), None)
+        if not self._live:
+            self._emptied.set()
+            self._emptied = trio.Event()
+
+    async def wait_empty(self) -> None:
+        """Return once no session is left."""
+        while self._live:
+            await self._emptied.wait()
+
+    def drain_all(self) -> None:
+        """Graceful shutdown: sessions that can finish their command in flight do;
+        the others are ended now."""
+        for sid, terminate in list(self._live.items()):
+            drain = self._drains.get(sid)
+            if drain is not None:
+                drain()
+            else:
+                terminate("gateway", "the gateway is shutting down")
 
     def __len__(self) -> int:
         return len(self._live)

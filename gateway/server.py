@@ -55,6 +55,26 @@ class Gateway:
         self.settings = settings
         self.verifier = verifier
         self.context: GatewayContext | None = None
+        self.listen_scope = trio.CancelScope()
+        self.main_scope: trio.CancelScope | None = None
+
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Stop accepting, let commands in flight finish (up to ``grace`` seconds), close
+        every session with reason ``shutdown``, store what is queued, then stop."""
+        self.listen_scope.cancel()
+        ctx = self.context
+        if ctx is not None:
+            ctx.sessions.drain_all()
+            with trio.move_on_after(grace):
+                await ctx.sessions.wait_empty()
+            if len(ctx.sessions):
+                logger.warning(
+                    "%d session(s) still busy after %.0fs: ending them", len(ctx.sessions), grace
+                )
+            with trio.move_on_after(5):
+                await ctx.writer.write([])  # everything queued before is stored now
+        if self.main_scope is not None:
+            self.main_scope.cancel()
 
     def _verifier(self) -> TokenVerifier:
         if self.verifier is not None:
@@ -117,6 +137,8 @@ class Gateway:
         started = Started(context=ctx)
         try:
             async with trio.open_nursery() as nursery:
+                self.main_scope = nursery.cancel_scope
+                connections = await nursery.start(_connection_nursery)
                 await nursery.start(writer.run)
                 await nursery.start(views.run)
                 if views.policy.document is None:
@@ -128,7 +150,9 @@ class Gateway:
                     nursery.start_soon(_checkpoints, store)
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
-                    started.ports[target.name] = await nursery.start(proxy.serve)
+                    started.ports[target.name] = await nursery.start(
+                        _listening, self.listen_scope, proxy, connections
+                    )
                 ssh = ssh_targets(settings)
                 if ssh:  # one asyncssh host (trio-asyncio loop) serves every SSH target
                     ports = await nursery.start(serve_ssh, ssh, ctx, settings.data_dir)
@@ -145,6 +169,26 @@ class Gateway:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(store.close)
+
+
+async def _connection_nursery(
+    *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A nursery for connection tasks, apart from the listeners that accept them."""
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
+
+
+async def _listening(
+    scope: trio.CancelScope,
+    proxy: MySQLProxy,
+    connections: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    with scope:
+        await proxy.serve(handler_nursery=connections, task_status=task_status)
 
 
 async def _checkpoints(store: EventStore, interval: float = 1.0) -> None:

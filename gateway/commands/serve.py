@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from typing import Any
 
 from gateway.commands.common import settings_from
@@ -24,11 +25,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.server import Gateway  # noqa: PLC0415
 
+    grace = float(settings.section("gateway").get("shutdown_grace", 30))
+
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            started = await nursery.start(Gateway(settings).run)
-            for name, port in started.ports.items():
-                print(f"wardgate: target {name} listening on port {port}", flush=True)
+        gateway = Gateway(settings)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                started = await nursery.start(gateway.run)
+                for name, port in started.ports.items():
+                    print(f"wardgate: target {name} listening on port {port}", flush=True)
+                async for signum in signals:
+                    print(
+                        f"wardgate: {signal.Signals(signum).name}: shutting down "
+                        f"(up to {grace:.0f}s for commands in flight)",
+                        flush=True,
+                    )
+                    await gateway.shutdown(grace)
+                    nursery.cancel_scope.cancel()
+                    break
 
     try:
         trio.run(main)

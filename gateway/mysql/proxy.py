@@ -187,12 +187,19 @@ class MySQLProxy:
         self._credential = (stamp, credential) if stamp is not None else None
         return credential
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        *,
+        handler_nursery: trio.Nursery | None = None,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept until cancelled; connections run in ``handler_nursery`` when given, so
+        that a graceful shutdown can stop accepting and let them finish."""
         host, port = self.target.listen
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self.port)
-        await trio.serve_listeners(self.handle, listeners)
+        await trio.serve_listeners(self.handle, listeners, handler_nursery=handler_nursery)
 
     async def handle(self, stream: trio.SocketStream) -> None:
         session = MySQLSession(self, stream)
@@ -213,6 +220,8 @@ class MySQLSession:
         self.prepared: dict[int, PreparedStatement] = {}
         self.terminated: tuple[str, str] | None = None
         self.cancel_scope = trio.CancelScope()
+        self.draining = False
+        self.idle_scope: trio.CancelScope | None = None
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -236,7 +245,7 @@ class MySQLSession:
             ]
         )
         reason, detail = "error", ""
-        ctx.sessions.add(self.log.id, self._terminate)
+        ctx.sessions.add(self.log.id, self._terminate, drain=self._drain)
         try:
             with self.cancel_scope:
                 await self._login()
@@ -276,6 +285,12 @@ class MySQLSession:
             if self.upstream is not None:
                 await trio.aclose_forcefully(self.upstream.stream)
             await trio.aclose_forcefully(self.client)
+
+    def _drain(self) -> None:
+        """Graceful shutdown: finish the command in flight, then close."""
+        self.draining = True
+        if self.idle_scope is not None:
+            self.idle_scope.cancel()
 
     def _terminate(self, by: str, reason: str) -> None:
         self.terminated = (by, reason)
@@ -440,10 +455,17 @@ class MySQLSession:
             event = server.next_event()
             await self._flush()
             if event is NEED_DATA:
+                if self.draining:
+                    raise ClosingSession(
+                        "shutdown",
+                        "the gateway shut down",
+                        client_message="wardgate: the gateway is shutting down; reconnect",
+                    )
                 left = deadline - time.time()
                 if left > 0:
-                    with trio.move_on_after(left):
+                    with trio.CancelScope() as self.idle_scope, trio.move_on_after(left):
                         await self._receive()
+                    self.idle_scope = None
                     continue
                 if deadline == expires:
                     # Expired while idle: free the upstream now, but answer the client's

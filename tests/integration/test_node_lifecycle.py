@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pymysql
+import pytest
 
 from events.domain import Session
 from events.store import EventStore
@@ -107,5 +108,73 @@ credential = "shop"
         finally:
             proc.terminate()
             proc.wait(10)
+    finally:
+        idp.stop()
+
+
+def test_sigterm_lets_running_commands_finish_and_closes_sessions(tmp_path: Path) -> None:
+    ensure_app_user("wg_it")
+    data = tmp_path / "node"
+    data.mkdir()
+    idp = DevIdP(tmp_path / "idp")
+    idp.start()
+    try:
+        (data / "policy.toml").write_text(BASIC)
+        config = data / "wardgate.toml"
+        config.write_text(f"""
+[gateway]
+node = "n2"
+data_dir = "{data}"
+shutdown_grace = 20
+[identity]
+issuer = "{idp.url}"
+audience = "wardgate"
+[policy]
+file = "{data / "policy.toml"}"
+[[mysql]]
+name = "shop"
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:3306"
+credential = "shop"
+""")
+        Vault.open(data, {}, create=True).set(
+            name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
+        )
+        proc, port = start_node(config)
+
+        def connect():  # type: ignore[no-untyped-def]
+            return pymysql.connect(
+                host="127.0.0.1",
+                port=port,
+                user="a",
+                database="wg_it",
+                password=idp.issue_token("agent-1", ["agents"]),
+            )
+
+        idle, busy = connect(), connect()
+        result: dict[str, object] = {}
+
+        def slow() -> None:
+            with busy.cursor() as cur:
+                cur.execute("SELECT SLEEP(2), 'finished'")
+                result["row"] = cur.fetchone()
+
+        import threading
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        worker.join(30)
+        assert result.get("row") == (0, "finished")  # the command in flight completed
+        assert proc.wait(30) == 0
+        with pytest.raises(pymysql.err.MySQLError), idle.cursor() as cur:
+            cur.execute("SELECT 1")
+        store = EventStore(load_settings(config, env={}).store)
+        try:
+            closed = [e for _, e in store.iter_events() if isinstance(e, Session.Closed)]
+            assert sorted(c.reason for c in closed) == ["shutdown", "shutdown"]
+        finally:
+            store.close()
     finally:
         idp.stop()
