@@ -6,6 +6,6 @@
 # Needs root (starts /usr/sbin/sshd with a test user), sshpass, MariaDB for the harness.
 set -eu
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-/work/main/.venv/bin/python}"
+PYTHON="${PYTHON:-$(dirname "$0")/../.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
 exec "$PYTHON" scripts/bench_ssh.py "$@"
