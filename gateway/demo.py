@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -281,12 +282,19 @@ def run_demo(options: DemoOptions) -> int:
         raise UserError(f"cannot start the dev IdP on port {options.idp_port}: {exc}") from None
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            started = await nursery.start(Gateway(settings).run)
-            print(banner(settings, idp, started.ports, problem), flush=True)
+        gateway = Gateway(settings)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                started = await nursery.start(gateway.run)
+                print(banner(settings, idp, started.ports, problem), flush=True)
+                async for _ in signals:
+                    await gateway.shutdown(5)
+                    nursery.cancel_scope.cancel()
+                    break
 
     try:
         trio.run(main)
+        print("\nwardgate demo stopped", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nwardgate demo stopped", file=sys.stderr)
     finally:

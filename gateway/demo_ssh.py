@@ -8,9 +8,12 @@ gateway logs in with the vaulted private key; the agent never sees it.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,6 +45,13 @@ class DemoSSH:
             self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the demo process dies, however it dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -111,7 +121,12 @@ LogLevel ERROR
 """
     )
     log = (directory / "sshd.log").open("ab")
-    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+    process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(config)],
+        stdout=log,
+        stderr=log,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the parent-death signal
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
