@@ -33,6 +33,34 @@ def wardgate(
     )
 
 
+def agent_ssh(
+    port: int, data: Path, env: dict[str, str], command: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` over SSH through the demo as agent-7, with a fresh token."""
+    token = wardgate("token", "agent-7", "--groups", "agents", "--data-dir", str(data), env=env)
+    return subprocess.run(
+        [
+            "sshpass",
+            "-e",
+            "ssh",
+            "-p",
+            str(port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "agent-7@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "SSHPASS": token.stdout.strip()},
+    )
+
+
 def test_demo_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDGATE_")}
@@ -101,60 +129,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert row is not None, agent_out
         assert row["subject"] == "agent-7" and "UPDATE payments" in row["command"]
-        ssh = subprocess.run(
-            [
-                "sshpass",
-                "-e",
-                "ssh",
-                "-p",
-                str(ssh_port),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "agent-7@127.0.0.1",
-                "echo card 4111111111111111; rm -rf /tmp/nothing",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={
-                **env,
-                "SSHPASS": wardgate(
-                    "token", "agent-7", "--groups", "agents", "--data-dir", str(data), env=env
-                ).stdout.strip(),
-            },
-        )
+        ssh = agent_ssh(ssh_port, data, env, "echo card 4111111111111111; rm -rf /tmp/nothing")
         assert ssh.returncode == 126, (ssh.stdout, ssh.stderr)  # rm is blocked: nothing runs
         assert "denied by rule block-dangerous-programs" in ssh.stderr
-        ssh = subprocess.run(
-            [
-                "sshpass",
-                "-e",
-                "ssh",
-                "-p",
-                str(ssh_port),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "agent-7@127.0.0.1",
-                "echo card 4111111111111111",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={
-                **env,
-                "SSHPASS": wardgate(
-                    "token", "agent-7", "--groups", "agents", "--data-dir", str(data), env=env
-                ).stdout.strip(),
-            },
-        )
+        ssh = agent_ssh(ssh_port, data, env, "echo card 4111111111111111")
         assert ssh.returncode == 0, ssh.stderr
         assert ssh.stdout.strip() == "card ************1111"
         approved = wardgate("approvals", "approve", row["short_id"], "--reason", "demo", env=env_op)

@@ -41,19 +41,18 @@ def start_node(config: Path) -> tuple[subprocess.Popen[str], int]:
     raise AssertionError(f"node did not start: {proc.stderr.read() if proc.stderr else ''}")
 
 
-def test_status_and_recovery_after_sigkill(tmp_path: Path) -> None:
+def node_config(tmp_path: Path, idp: DevIdP, node: str, *, extra: str = "") -> Path:
+    """A node's data directory with its settings, policy and vaulted MariaDB account."""
     ensure_app_user("wg_it")
     data = tmp_path / "node"
     data.mkdir()
-    idp = DevIdP(tmp_path / "idp")
-    idp.start()
-    try:
-        (data / "policy.toml").write_text(BASIC)
-        config = data / "wardgate.toml"
-        config.write_text(f"""
+    (data / "policy.toml").write_text(BASIC)
+    config = data / "wardgate.toml"
+    config.write_text(f"""
 [gateway]
-node = "n1"
+node = "{node}"
 data_dir = "{data}"
+{extra}
 [identity]
 issuer = "{idp.url}"
 audience = "wardgate"
@@ -65,9 +64,17 @@ listen = "127.0.0.1:0"
 upstream = "127.0.0.1:3306"
 credential = "shop"
 """)
-        Vault.open(data, {}, create=True).set(
-            name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
-        )
+    Vault.open(data, {}, create=True).set(
+        name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
+    )
+    return config
+
+
+def test_status_and_recovery_after_sigkill(tmp_path: Path) -> None:
+    idp = DevIdP(tmp_path / "idp")
+    idp.start()
+    try:
+        config = node_config(tmp_path, idp, "n1")
         proc, port = start_node(config)
         env = {**os.environ, "WARDGATE_CONFIG": str(config)}
         status = subprocess.run(
@@ -113,33 +120,10 @@ credential = "shop"
 
 
 def test_sigterm_lets_running_commands_finish_and_closes_sessions(tmp_path: Path) -> None:
-    ensure_app_user("wg_it")
-    data = tmp_path / "node"
-    data.mkdir()
     idp = DevIdP(tmp_path / "idp")
     idp.start()
     try:
-        (data / "policy.toml").write_text(BASIC)
-        config = data / "wardgate.toml"
-        config.write_text(f"""
-[gateway]
-node = "n2"
-data_dir = "{data}"
-shutdown_grace = 20
-[identity]
-issuer = "{idp.url}"
-audience = "wardgate"
-[policy]
-file = "{data / "policy.toml"}"
-[[mysql]]
-name = "shop"
-listen = "127.0.0.1:0"
-upstream = "127.0.0.1:3306"
-credential = "shop"
-""")
-        Vault.open(data, {}, create=True).set(
-            name="shop", kind="mysql", username=APP_USER, secret=APP_PASSWORD
-        )
+        config = node_config(tmp_path, idp, "n2", extra="shutdown_grace = 20")
         proc, port = start_node(config)
 
         def connect():  # type: ignore[no-untyped-def]
