@@ -55,13 +55,14 @@ class Gateway:
         self.settings = settings
         self.verifier = verifier
         self.context: GatewayContext | None = None
-        self.listen_scope = trio.CancelScope()
+        self.listen_scopes: list[trio.CancelScope] = []
         self.main_scope: trio.CancelScope | None = None
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop accepting, let commands in flight finish (up to ``grace`` seconds), close
         every session with reason ``shutdown``, store what is queued, then stop."""
-        self.listen_scope.cancel()
+        for scope in self.listen_scopes:
+            scope.cancel()
         ctx = self.context
         if ctx is not None:
             ctx.sessions.drain_all()
@@ -150,8 +151,10 @@ class Gateway:
                     nursery.start_soon(_checkpoints, store)
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
+                    scope = trio.CancelScope()
+                    self.listen_scopes.append(scope)
                     started.ports[target.name] = await nursery.start(
-                        _listening, self.listen_scope, proxy, connections
+                        _listening, scope, proxy, connections
                     )
                 ssh = ssh_targets(settings)
                 if ssh:  # one asyncssh host (trio-asyncio loop) serves every SSH target
