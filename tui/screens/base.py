@@ -28,7 +28,9 @@ class ConsoleScreen(Screen[None]):
         return self.console.data
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
-        raise NotImplementedError
+        """Render ``snapshot``; each screen overrides this with what it shows of it (a
+        screen without live data, such as help, keeps this default and shows nothing)."""
+        return None
 
     def deliver(self, snapshot: ConsoleSnapshot) -> None:
         """Show ``snapshot`` once the screen's widgets exist (snapshots may arrive earlier)."""
