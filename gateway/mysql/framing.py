@@ -194,3 +194,30 @@ class FrameScanner:
         length = buf[tail] | buf[tail + 1] << 8 | buf[tail + 2] << 16
         self.pending = tail + HEADER_SIZE + length - end
         return end
+
+
+class PacketEndpoint:
+    """Byte plumbing shared by the two sans-IO connection objects: received bytes go to a
+    deframer, payloads to send are framed with the running sequence id."""
+
+    def __init__(self, *, max_payload: int) -> None:
+        self._deframer = Deframer(max_payload=max_payload)
+        self._eof = False
+        self._out = bytearray()
+        self._seq = 0
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; ``b""`` means the peer closed the stream."""
+        if not data:
+            self._eof = True
+        else:
+            self._deframer.feed(data)
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _queue(self, payload: bytes) -> None:
+        data, self._seq = frame(payload, self._seq)
+        self._out += data

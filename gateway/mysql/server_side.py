@@ -60,7 +60,7 @@ from gateway.mysql.constants import (
     sqlstate_for,
 )
 from gateway.mysql.errors import LocalProtocolError, MySQLProtocolError, RemoteProtocolError
-from gateway.mysql.framing import Deframer, frame
+from gateway.mysql.framing import PacketEndpoint, frame
 from gateway.mysql.packets import (
     AuthSwitchRequest,
     EofPacket,
@@ -120,7 +120,7 @@ class PreparedStatement:
         self.long_data: set[int] = set()
 
 
-class ServerSide:
+class ServerSide(PacketEndpoint):
     """See the module docstring."""
 
     def __init__(
@@ -162,10 +162,7 @@ class ServerSide:
         self.tracker: ResponseTracker | None = None
         self.statements: dict[int, PreparedStatement] = {}
         self._statement: PreparedStatement | None = None
-        self._deframer = Deframer(max_payload=max_payload)
-        self._eof = False
-        self._out = bytearray()
-        self._seq = 0
+        super().__init__(max_payload=max_payload)
         self._queue(self.handshake.encode())
 
     # -- byte plumbing -------------------------------------------------------------------
@@ -174,24 +171,8 @@ class ServerSide:
     def in_login(self) -> bool:
         return self.state in _LOGIN_STATES
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the client; ``b""`` means the client closed the stream."""
-        if not data:
-            self._eof = True
-        else:
-            self._deframer.feed(data)
-
     def bytes_needed(self) -> int:
         return self._deframer.bytes_needed()
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def _queue(self, payload: bytes) -> None:
-        data, self._seq = frame(payload, self._seq)
-        self._out += data
 
     def _move(self, trigger: ServerTrigger) -> None:
         self.state = transition(SERVER_TRANSITIONS, self.state, trigger, SERVER_REMOTE_TRIGGERS)

@@ -39,7 +39,7 @@ from gateway.mysql.constants import (
     ErrorCode,
 )
 from gateway.mysql.errors import LocalProtocolError, RemoteProtocolError
-from gateway.mysql.framing import Deframer, frame
+from gateway.mysql.framing import PacketEndpoint, frame
 from gateway.mysql.packets import (
     AuthMoreData,
     AuthSwitchRequest,
@@ -75,7 +75,7 @@ _REQUIRED = (
 _DEFAULT_MAX_PACKET = 1 << 24
 
 
-class UpstreamSide:
+class UpstreamSide(PacketEndpoint):
     """See the module docstring."""
 
     def __init__(
@@ -99,29 +99,10 @@ class UpstreamSide:
         self._switched = False
         self._awaiting_key = False
         self._pending_login: HandshakeResponse41 | None = None
-        self._deframer = Deframer(max_payload=max_payload)
-        self._eof = False
-        self._out = bytearray()
-        self._seq = 0
+        super().__init__(max_payload=max_payload)
 
     def __repr__(self) -> str:  # never show the vaulted password
         return f"<UpstreamSide {self.username!r} {self.state.name}>"
-
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the server; ``b""`` means it closed the stream."""
-        if not data:
-            self._eof = True
-        else:
-            self._deframer.feed(data)
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def _queue(self, payload: bytes) -> None:
-        data, self._seq = frame(payload, self._seq)
-        self._out += data
 
     def _move(self, trigger: UpstreamTrigger) -> None:
         self.state = transition(UPSTREAM_TRANSITIONS, self.state, trigger, UPSTREAM_REMOTE_TRIGGERS)
