@@ -67,15 +67,20 @@ known_hosts = "{known_hosts}"
         yield g
 
 
+def stored_events(gw: RunningGateway) -> list[DomainEvent]:
+    """Every event in the gateway's store, read afresh."""
+    store = gw.store()
+    try:
+        return [e for _, e in store.read(0, 1_000_000)]
+    finally:
+        store.close()
+
+
 def events_of(gw: RunningGateway, subject: str, timeout: float = 5.0) -> list[DomainEvent]:
     """The events of the sessions ``subject`` authenticated, once one is closed."""
     deadline = time.monotonic() + timeout
     while True:
-        store = gw.store()
-        try:
-            every = [e for _, e in store.read(0, 1_000_000)]
-        finally:
-            store.close()
+        every = stored_events(gw)
         ids = {
             e.originator_id
             for e in every
@@ -446,11 +451,7 @@ def test_an_upstream_that_is_down_ends_only_its_session(gw: RunningGateway) -> N
 def _accepted_closed(gw: RunningGateway, peer_port: int, timeout: float = 10) -> Session.Closed:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        store = gw.store()
-        try:
-            every = [e for _, e in store.read(0, 1_000_000)]
-        finally:
-            store.close()
+        every = stored_events(gw)
         ids = {
             e.originator_id
             for e in every
@@ -746,11 +747,7 @@ def test_a_client_trying_token_after_token_is_cut_off(gw: RunningGateway) -> Non
     assert len(tries) <= 6
     deadline = time.monotonic() + 5
     while True:
-        store = gw.store()
-        try:
-            every = [e for _, e in store.read(0, 1_000_000)]
-        finally:
-            store.close()
+        every = stored_events(gw)
         ids = {
             e.originator_id
             for e in every
