@@ -11,6 +11,13 @@ them available to every node of a PostgreSQL deployment without a shared disk.
 The compressor is handed to eventsourcing's ``Mapper``, which calls ``compress`` after
 transcoding and before encryption, and ``decompress`` in reverse. zstandard objects are not
 thread-safe, so each thread gets its own compressor and decompressors.
+
+Until the store has a dictionary, events are stored as plain JSON: zstd without a
+dictionary saves almost nothing on documents this small (a 152-byte event becomes 126
+bytes) and costs 6-7 us per event, against under 1 us with one. A stored state that starts
+with ``{`` is plain JSON (a zstd frame starts with the magic bytes ``28 b5 2f fd``). The
+gateway trains the first dictionary by itself once enough events are stored (see
+``EventStore.train_dictionary``), and ``wardgate store train`` trains newer ones.
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ class ZstdDictCompressor(Compressor):
     # -- the Compressor interface ---------------------------------------------------------
 
     def compress(self, data: bytes) -> bytes:
+        if self._current is None:
+            return data
         local = self._local
         if getattr(local, "generation", -1) != self._generation:
             local.compressor = zstandard.ZstdCompressor(
@@ -79,6 +88,8 @@ class ZstdDictCompressor(Compressor):
         return compressed
 
     def decompress(self, data: bytes) -> bytes:
+        if data[:1] == b"{":
+            return data
         try:
             dict_id = zstandard.get_frame_parameters(data).dict_id
         except zstandard.ZstdError as exc:
@@ -112,5 +123,8 @@ def train_dictionary(samples: list[bytes], *, size: int = 16 * 1024) -> tuple[in
     """Train a dictionary on event samples; returns its id and bytes."""
     if len(samples) < 100:
         raise ValueError(f"need at least 100 events to train a dictionary, have {len(samples)}")
-    trained = zstandard.train_dictionary(size, list[bytes | bytearray | memoryview](samples))
+    try:
+        trained = zstandard.train_dictionary(size, list[bytes | bytearray | memoryview](samples))
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"cannot train a dictionary on these events: {exc}") from None
     return trained.dict_id(), trained.as_bytes()

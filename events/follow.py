@@ -50,12 +50,18 @@ class SQLitePollWaiter:
             raise StoreUnavailable(f"watching the event store failed: {exc}") from None
         return int(row[0])
 
+    def changed(self) -> bool:
+        """Whether another connection committed since the last look (does not block)."""
+        version = self._read()
+        if version != self._version:
+            self._version = version
+            return True
+        return False
+
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
-            version = self._read()
-            if version != self._version:
-                self._version = version
+            if self.changed():
                 return True
             left = deadline - time.monotonic()
             if left <= 0:

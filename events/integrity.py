@@ -52,20 +52,41 @@ class ChainEntry:
 
 def link(prev: bytes, event: RawEvent, key: bytes | None) -> bytes:
     """The chain hash of ``event`` following ``prev``."""
-    oid = event.originator_id.encode()
-    topic = event.topic.encode()
-    parts = (
+    return link_fields(
         prev,
-        _U64.pack(event.notification_id),
-        _U64.pack(len(oid)),
-        oid,
-        _U64.pack(event.originator_version),
-        _U64.pack(len(topic)),
-        topic,
-        _U64.pack(len(event.state)),
+        event.notification_id,
+        event.originator_id.encode(),
+        event.originator_version,
+        event.topic.encode(),
         event.state,
+        key,
     )
-    message = b"".join(parts)
+
+
+def link_fields(
+    prev: bytes,
+    notification_id: int,
+    originator_id: bytes,
+    originator_version: int,
+    topic: bytes,
+    state: bytes,
+    key: bytes | None,
+) -> bytes:
+    """:func:`link` on the fields themselves (ids and topic as UTF-8), for the writers."""
+    pack = _U64.pack
+    message = b"".join(
+        (
+            prev,
+            pack(notification_id),
+            pack(len(originator_id)),
+            originator_id,
+            pack(originator_version),
+            pack(len(topic)),
+            topic,
+            pack(len(state)),
+            state,
+        )
+    )
     if key is not None:
         return hmac.new(key, message, hashlib.sha256).digest()
     return hashlib.sha256(message).digest()

@@ -21,19 +21,36 @@ zstd dictionaries) and ``<prefix>meta`` (settings fixed at creation, such as the
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from events.integrity import GENESIS, ChainEntry, RawEvent, link
+from events.integrity import GENESIS, ChainEntry, RawEvent, link_fields
 
 PAGE = 5000
+
+
+_IDS: dict[uuid.UUID, tuple[str, bytes]] = {}
+
+
+def _id_forms(originator_id: uuid.UUID) -> tuple[str, bytes]:
+    """(hex, canonical text as UTF-8) of an aggregate id, cached: a session's id repeats in
+    every one of its events."""
+    found = _IDS.get(originator_id)
+    if found is None:
+        if len(_IDS) > 8192:
+            _IDS.clear()
+        found = _IDS[originator_id] = (originator_id.hex, str(originator_id).encode())
+    return found
 
 
 def _oid_text(originator_id: uuid.UUID | str) -> str:
@@ -44,21 +61,27 @@ def _oid_text(originator_id: uuid.UUID | str) -> str:
     return text
 
 
+_TOPICS: dict[str, bytes] = {}
+
+
 def _chain(
     prev: bytes, first_id: int | Sequence[int], stored: Sequence[StoredEvent], key: bytes | None
 ) -> list[tuple[int, bytes]]:
     rows: list[tuple[int, bytes]] = []
+    topics = _TOPICS
     for i, s in enumerate(stored):
         nid = first_id + i if isinstance(first_id, int) else first_id[i]
-        prev = link(
+        topic = topics.get(s.topic)
+        if topic is None:
+            topic = topics[s.topic] = s.topic.encode()
+        oid = s.originator_id
+        prev = link_fields(
             prev,
-            RawEvent(
-                notification_id=nid,
-                originator_id=_oid_text(s.originator_id),
-                originator_version=s.originator_version,
-                topic=s.topic,
-                state=s.state,
-            ),
+            nid,
+            _id_forms(oid)[1] if isinstance(oid, uuid.UUID) else _oid_text(oid).encode(),
+            s.originator_version,
+            topic,
+            s.state,
             key,
         )
         rows.append((nid, prev))
@@ -81,6 +104,15 @@ def _raw_events(
         if len(rows) < PAGE:
             return
         after = rows[-1][0]
+
+
+_WRITE_LOCK = threading.Lock()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
@@ -109,20 +141,64 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
             raw.execute(f"PRAGMA wal_autocheckpoint={1000 if self.autocheckpoint else 0}")
             conn._wardgate_config = wanted
 
+    _writer: sqlite3.Connection | None = None
+    _writer_config: tuple[str, bool] | None = None
+
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         if not stored_events:
             return []
-        with self.datastore.get_connection(commit=True) as conn:
-            self._configure(conn)
-            with conn.transaction(commit=True) as c:
-                return self._insert_events(c, stored_events, **kwargs)
+        if self.datastore.pool.is_sqlite_memory_mode:
+            with self.datastore.get_connection(commit=True) as conn:
+                self._configure(conn)
+                with conn.transaction(commit=True) as c:
+                    return self._insert_events(c, stored_events, **kwargs)
+        # One long-lived connection of its own (no pool, no wrapper objects per
+        # transaction): the writer's commits are the hot path.
+        with _WRITE_LOCK:
+            writer = self._write_connection()
+            cursor = writer.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                ids = self._insert_events(cursor, stored_events, **kwargs)
+                cursor.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                _rollback(writer)
+                raise IntegrityError(exc) from exc
+            except BaseException:
+                _rollback(writer)
+                raise
+            return ids
+
+    def _write_connection(self) -> sqlite3.Connection:
+        conn = self._writer
+        if conn is None:
+            pool = self.datastore.pool
+            conn = self._writer = sqlite3.connect(
+                pool.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=pool.lock_timeout or 5.0,
+            )
+        wanted = (self.synchronous, self.autocheckpoint)
+        if self._writer_config != wanted:
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={1000 if self.autocheckpoint else 0}")
+            self._writer_config = wanted
+        return conn
+
+    def close_writer(self) -> None:
+        with _WRITE_LOCK:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **_: Any) -> list[int]:
         c.executemany(
             self.insert_events_statement,
             [
                 (
-                    s.originator_id.hex
+                    _id_forms(s.originator_id)[0]
                     if isinstance(s.originator_id, uuid.UUID)
                     else s.originator_id,
                     s.originator_version,

@@ -15,6 +15,7 @@ The settings tables used here: ``[identity]`` (see gateway/IDENTITY.md), ``[poli
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,7 @@ class Gateway:
                 nursery.start_soon(desk.sweep)
                 if store.backend == "sqlite":
                     nursery.start_soon(_checkpoints, store)
+                nursery.start_soon(_dictionaries, store)
                 for target in mysql_targets(settings):
                     proxy = MySQLProxy(target, ctx)
                     scope = trio.CancelScope()
@@ -192,6 +194,27 @@ async def _listening(
 ) -> None:
     with scope:
         await proxy.serve(handler_nursery=connections, task_status=task_status)
+
+
+async def _dictionaries(
+    store: EventStore, interval: float = 15.0, *, min_events: int = 2000
+) -> None:
+    """Compression dictionaries: the first one is trained here once the store holds
+    ``min_events`` (until then events are stored as plain JSON); newer ones trained by
+    ``wardgate store train`` or another node are picked up within ``interval``."""
+    while True:
+        await trio.sleep(interval)
+        try:
+            if store.compressor.current_dict_id == 0:
+                trained = await trio.to_thread.run_sync(
+                    functools.partial(store.train_dictionary, min_events=min_events)
+                )
+                if trained is not None:
+                    logger.info("trained compression dictionary %d", trained)
+            else:
+                await trio.to_thread.run_sync(store.compressor.refresh)
+        except (StoreError, ValueError) as exc:
+            logger.warning("compression dictionary upkeep failed: %s", exc)
 
 
 async def _checkpoints(store: EventStore, interval: float = 1.0) -> None:

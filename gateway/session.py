@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, TypeVar
 
-from events.domain import DomainEvent
+from events.domain import DomainEvent, build_event
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -28,7 +28,10 @@ class SessionLog:
     def event(self, cls: type[E], **fields: Any) -> E:
         self.version += 1
         fields.setdefault("actor", self.actor)
-        return cls(originator_id=self.id, originator_version=self.version, at=time.time(), **fields)
+        fields["originator_id"] = self.id
+        fields["originator_version"] = self.version
+        fields["at"] = time.time()
+        return build_event(cls, fields)
 
     def next_seq(self) -> int:
         self.seq += 1

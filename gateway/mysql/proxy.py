@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import re
 import ssl
@@ -222,6 +223,7 @@ class MySQLSession:
         self.cancel_scope = trio.CancelScope()
         self.draining = False
         self.idle_scope: trio.CancelScope | None = None
+        self.waiting = False
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -289,7 +291,7 @@ class MySQLSession:
     def _drain(self) -> None:
         """Graceful shutdown: finish the command in flight, then close."""
         self.draining = True
-        if self.idle_scope is not None:
+        if self.waiting and self.idle_scope is not None:
             self.idle_scope.cancel()
 
     def _terminate(self, by: str, reason: str) -> None:
@@ -452,51 +454,69 @@ class MySQLSession:
         assert server is not None and identity is not None
         expires = deadline = identity.expires_at
         while True:
-            event = server.next_event()
-            await self._flush()
-            if event is NEED_DATA:
-                if self.draining:
-                    raise ClosingSession(
-                        "shutdown",
-                        "the gateway shut down",
-                        client_message="wardgate: the gateway is shutting down; reconnect",
-                    )
-                left = deadline - time.time()
-                if left > 0:
-                    with trio.CancelScope() as self.idle_scope, trio.move_on_after(left):
-                        await self._receive()
-                    self.idle_scope = None
-                    continue
-                if deadline == expires:
-                    # Expired while idle: free the upstream now, but answer the client's
-                    # next command with the reason (an ERR sent now would be lost in the
-                    # reset when the client writes to a closed socket).
-                    await self._drop_upstream()
-                    deadline = time.time() + EXPIRED_GRACE
-                    continue
-                raise ClosingSession("token_expired", "the token expired (the client was idle)")
-            if isinstance(event, ConnectionClosed):
-                if time.time() >= expires:
-                    raise ClosingSession("token_expired", "the token expired")
-                if event.by_quit and self.upstream is not None:
-                    await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
-                return
-            if time.time() >= expires:
-                raise ClosingSession(
-                    "token_expired",
-                    "the token expired",
-                    client_message="wardgate: your token expired; reconnect with a fresh token",
-                )
-            if isinstance(event, InvalidCommand):
-                if event.command in REFUSED:
-                    message = REFUSED[Command(event.command)]
-                    await self._refuse(
-                        event.command, message, ErrorCode.ER_SPECIFIC_ACCESS_DENIED_ERROR
-                    )
-                else:
-                    await self._refuse(event.command, event.error.message, event.error.error_code)
-            elif isinstance(event, CommandReceived):
-                await self._command(event)
+            # One cancel scope serves many waits for the client (a scope per wait cost a
+            # tenth of the CPU per query): its deadline is the token's expiry while waiting
+            # and infinite otherwise; a shutdown cancels it only while waiting. Once it
+            # fired, a fresh one takes over.
+            with trio.CancelScope() as scope:
+                self.idle_scope = scope
+                while True:
+                    event = server.next_event()
+                    await self._flush()
+                    if event is NEED_DATA:
+                        if self.draining:
+                            raise ClosingSession(
+                                "shutdown",
+                                "the gateway shut down",
+                                client_message="wardgate: the gateway is shutting down; reconnect",
+                            )
+                        left = deadline - time.time()
+                        if left > 0:
+                            scope.deadline = trio.current_time() + left
+                            self.waiting = True
+                            try:
+                                await self._receive()
+                            finally:
+                                self.waiting = False
+                            scope.deadline = math.inf
+                            if scope.cancel_called:
+                                break  # a new scope for the command that came in
+                            continue
+                        if deadline == expires:
+                            # Expired while idle: free the upstream now, but answer the client's
+                            # next command with the reason (an ERR sent now would be lost in the
+                            # reset when the client writes to a closed socket).
+                            await self._drop_upstream()
+                            deadline = time.time() + EXPIRED_GRACE
+                            continue
+                        raise ClosingSession(
+                            "token_expired", "the token expired (the client was idle)"
+                        )
+                    if isinstance(event, ConnectionClosed):
+                        if time.time() >= expires:
+                            raise ClosingSession("token_expired", "the token expired")
+                        if event.by_quit and self.upstream is not None:
+                            await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
+                        return
+                    if time.time() >= expires:
+                        raise ClosingSession(
+                            "token_expired",
+                            "the token expired",
+                            client_message="wardgate: your token expired; reconnect with a fresh token",
+                        )
+                    if isinstance(event, InvalidCommand):
+                        if event.command in REFUSED:
+                            message = REFUSED[Command(event.command)]
+                            await self._refuse(
+                                event.command, message, ErrorCode.ER_SPECIFIC_ACCESS_DENIED_ERROR
+                            )
+                        else:
+                            await self._refuse(
+                                event.command, event.error.message, event.error.error_code
+                            )
+                    elif isinstance(event, CommandReceived):
+                        await self._command(event)
+            self.idle_scope = None
 
     async def _drop_upstream(self) -> None:
         upstream, self.upstream = self.upstream, None
