@@ -13,6 +13,7 @@ upstream_tls = false            # TLS to the real server (verified with upstream
 upstream_ca = "ca.pem"
 max_hold = "30s"                # how long a client waits on a held command
 handshake_timeout = "10s"
+record_rows = 100               # result rows recorded per statement, as the client saw them
 
 [[ssh]]
 name = "box"
@@ -67,6 +68,7 @@ class MySQLTarget:
     max_hold: float = 30.0
     handshake_timeout: float = 10.0
     connect_timeout: float = 5.0
+    record_rows: int = 100  # result rows recorded per statement (masked); then only counted
 
     @property
     def plaintext_allowed(self) -> bool:
@@ -112,6 +114,12 @@ def _common(t: Mapping[str, Any], kind: str) -> dict[str, Any]:
     }
 
 
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"{what}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
 def mysql_targets(settings: Settings) -> list[MySQLTarget]:
     base = settings.source.parent if settings.source else None
     out = []
@@ -124,6 +132,9 @@ def mysql_targets(settings: Settings) -> list[MySQLTarget]:
             allow_plaintext=bool(t.get("allow_plaintext", False)),
             upstream_tls=bool(t.get("upstream_tls", False)),
             upstream_ca=_path(base, t.get("upstream_ca")),
+            record_rows=_count(
+                t.get("record_rows", 100), f"[[mysql]] {common['name']} record_rows"
+            ),
         )
         if (target.tls_cert is None) != (target.tls_key is None):
             raise UserError(f"[[mysql]] {target.name}: tls_cert and tls_key go together")

@@ -111,6 +111,8 @@ class EventWriter:
                 first = None
                 with trio.move_on_after(0.5 if batch else self.flush_after):
                     first = await receive.receive()
+                if first is not None:
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # the same for them
             if first is not None:
                 # Deferred events first: a session's submitted events precede its later
                 # writes (versions must be stored in order).

@@ -60,6 +60,8 @@ from gateway.mysql.framing import frame
 from gateway.mysql.packets import ErrPacket
 from gateway.mysql.relay import ResponseRelay, UpstreamClosed
 from gateway.mysql.result_masking import ResultMasker
+from gateway.mysql.result_recording import ResultRecorder
+from gateway.mysql.sockets import fast
 from gateway.mysql.upstream import (
     UpstreamConnection,
     UpstreamError,
@@ -212,7 +214,7 @@ class MySQLSession:
         self.proxy = proxy
         self.ctx = proxy.ctx
         self.target = proxy.target
-        self.client: trio.abc.Stream = stream
+        self.client: trio.abc.Stream = fast(stream)
         self.log = SessionLog(node=self.ctx.node)
         self.identity: Identity | None = None
         self.upstream: UpstreamConnection | None = None
@@ -653,7 +655,10 @@ class MySQLSession:
         if tracker is None:
             return
         masker = self._masker(profile)
-        relay = ResponseRelay(upstream.stream, self.client, tracker, rewrite=masker)
+        limit = self.target.record_rows
+        recorder = ResultRecorder(limit, masker) if limit > 0 else None
+        rewrite = recorder if recorder is not None else masker
+        relay = ResponseRelay(upstream.stream, self.client, tracker, rewrite=rewrite)
         try:
             if not await relay.run(trio.current_time() + SLOW_QUERY_WATCH):
                 await self._relay_watching_client(relay)
@@ -674,6 +679,8 @@ class MySQLSession:
                     error_message=error.message.decode(errors="replace")[:500] if error else None,
                     duration_ms=round(duration, 3),
                     masked=masker.totals() if masker is not None else {},
+                    transcript=recorder.transcript() if recorder is not None else None,
+                    truncated=recorder.truncated if recorder is not None else False,
                 )
             ]
         )

@@ -20,6 +20,7 @@ from gateway.mysql.connection import (
 from gateway.mysql.constants import Capability
 from gateway.mysql.errors import MySQLProtocolError
 from gateway.mysql.relay import relay_response
+from gateway.mysql.sockets import fast
 from gateway.targets import MySQLTarget
 from gateway.vault import Credential
 
@@ -155,7 +156,7 @@ async def _login(
     if isinstance(result, ConnectionClosed) or not isinstance(result, LoginSucceeded):
         raise UpstreamError(f"target {target.name} closed the connection during login")
     return UpstreamConnection(
-        stream=stream, side=side, login=result, info=info, thread_id=hs.connection_id
+        stream=fast(stream), side=side, login=result, info=info, thread_id=hs.connection_id
     )
 
 

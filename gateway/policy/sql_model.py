@@ -30,6 +30,9 @@ class TableRef:
     database: str | None
     name: str
 
+    def __str__(self) -> str:
+        return self.name if self.database is None else f"{self.database}.{self.name}"
+
     def qualified(self, default_database: str | None) -> str | None:
         db = self.database if self.database is not None else default_database
         return None if db is None else f"{db}.{self.name}"

@@ -209,3 +209,83 @@ def test_pooled_row_maskers_count_per_result_and_never_cross_profiles() -> None:
     assert pool.take(other, columns) is not first
     pool.give_back(DEFAULT_PROFILE, columns, first)
     assert pool.take(other, columns) is not first  # another profile never gets it
+
+
+# -- recording: results as the client saw them ------------------------------------------
+
+
+def _recorded_results(
+    gw: RunningGateway, columns: list[str], count: int
+) -> list[Session.ResponseRecorded]:
+    """The ResponseRecorded events whose transcript has these columns (waits for ``count``:
+    response events ride on a later transaction)."""
+    found: list[Session.ResponseRecorded] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(found) < count:
+        time.sleep(0.2)
+        store = gw.store()
+        try:
+            found = [
+                e
+                for _, e in store.iter_events()
+                if isinstance(e, Session.ResponseRecorded)
+                and isinstance(e.transcript, dict)
+                and e.transcript.get("columns") == columns
+            ]
+        finally:
+            store.close()
+    return found
+
+
+def test_results_are_recorded_masked_as_the_client_saw_them(
+    gw: RunningGateway, originals: dict[str, list[str]]
+) -> None:
+    query = "SELECT id, email, card_number, 'wg-marker' AS marker FROM customers ORDER BY id"
+    with gw.connect(database=DB) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        seen = [list(r) for r in cur.fetchall()]
+    conn = mysql.connector.connect(
+        host="127.0.0.1",
+        port=gw.ports["shop"],
+        user="agent",
+        password=gw.token(),
+        database=DB,
+        use_pure=True,
+        auth_plugin="mysql_clear_password",
+        ssl_verify_cert=False,
+    )
+    try:
+        cur = conn.cursor(prepared=True)
+        cur.execute(query.replace("ORDER BY", "WHERE id > ? ORDER BY"), (0,))
+        binary = cur.fetchall()
+        cur.close()
+    finally:
+        conn.close()
+    recorded = _recorded_results(gw, ["id", "email", "card_number", "marker"], 2)
+    assert len(recorded) == 2, recorded
+    text, prepared = recorded
+    # the text protocol: exactly the cells the client got (ids stay text on this protocol)
+    assert [[int(r[0]), *r[1:]] for r in text.transcript["rows"]] == seen  # type: ignore[index]
+    # the binary protocol: numbers stay numbers, the masked strings are the same
+    rows = prepared.transcript["rows"]  # type: ignore[index]
+    assert [r[0] for r in rows] == [r[0] for r in binary]
+    assert [r[1:] for r in rows] == [
+        [str(v) if v is not None else None for v in r[1:]] for r in binary
+    ]
+    for event in recorded:
+        assert event.transcript["limit"] == 100 and not event.truncated  # type: ignore[index]
+        assert_masked(repr(event.transcript), originals)
+        assert event.transcript["rows"][0][3] == "wg-marker"  # type: ignore[index]
+
+
+def test_recorded_rows_are_capped_and_the_cap_is_recorded(gw: RunningGateway) -> None:
+    query = "SELECT seq AS wg_cap FROM seq_1_to_250"  # MariaDB's sequence engine
+    with gw.connect(database=DB) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        assert len(cur.fetchall()) == 250  # the client gets everything
+    (event,) = _recorded_results(gw, ["wg_cap"], 1)
+    transcript = event.transcript
+    assert isinstance(transcript, dict)
+    assert event.truncated and event.rows == 250
+    assert transcript["limit"] == 100 and transcript["rows_total"] == 250
+    assert transcript["rows"] == [[str(i)] for i in range(1, 101)]
