@@ -89,7 +89,10 @@ class ResultRecorder:
 
 
 def _names(tracker: ResponseTracker) -> list[str]:
-    columns = tracker.columns
-    if columns:
-        return [c.name.decode("utf-8", "replace") for c in columns]
+    try:
+        names = tracker.column_names()
+    except MySQLProtocolError:
+        names = []
+    if names:
+        return names
     return [f"column {i + 1}" for i in range(len(tracker.binary_row_columns()))]

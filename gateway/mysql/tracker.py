@@ -133,6 +133,9 @@ def _lenenc_at(payload: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(payload[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
 
 
+_NAMES: dict[tuple[bytes, ...], list[str]] = {}
+
+
 def expects_response(command: int) -> bool:
     """False for the commands the server never answers."""
     return command not in _NO_RESPONSE
@@ -237,6 +240,28 @@ class ResponseTracker:
                 ColumnDefinition41.decode(p, extended_metadata=ext) for p in self._column_payloads
             ]
         return self._columns
+
+    def column_names(self) -> list[str]:
+        """The names of the current result set's columns, read from the raw definitions
+        (the fifth length-encoded string) without decoding them whole; cached by the
+        definitions' bytes, which repeat for every run of the same statement."""
+        key = tuple(self._column_payloads)
+        found = _NAMES.get(key)
+        if found is None:
+            found = []
+            for payload in key:
+                pos = 0
+                for _ in range(4):  # catalog, schema, table, org_table
+                    size, pos = _lenenc_at(payload, pos)
+                    pos += size
+                size, pos = _lenenc_at(payload, pos)
+                if pos + size > len(payload):
+                    raise RemoteProtocolError("truncated column definition")
+                found.append(payload[pos : pos + size].decode("utf-8", "replace"))
+            if len(_NAMES) > 1024:
+                _NAMES.clear()
+            _NAMES[key] = found
+        return list(found)
 
     @property
     def params(self) -> list[ColumnDefinition41]:
