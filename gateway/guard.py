@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from events.domain import Session, short_id
@@ -103,9 +103,10 @@ class Guard:
         max_hold: float,
     ) -> Verdict:
         classification = classify_sql(text, sql_mode)
-        normalized = (
-            _normalized(text, sql_mode) if len(text) <= 2048 else _normalize(text, sql_mode)
-        )
+
+        def normalized() -> str:  # only a review needs it (to match approvals)
+            return _normalized(text, sql_mode) if len(text) <= 2048 else _normalize(text, sql_mode)
+
         request = CommandRequest(
             subject=identity.subject,
             groups=tuple(sorted(identity.groups)),
@@ -152,7 +153,7 @@ class Guard:
             text=text,
             params=None,
             request=request,
-            normalized=" ".join(text.split()),
+            normalized=lambda: " ".join(text.split()),
             kinds=programs,
             tables=[],
             max_hold=max_hold,
@@ -184,7 +185,7 @@ class Guard:
             text=text,
             params=None,
             request=request,
-            normalized=f"{what.value} {text}".strip(),
+            normalized=f"{what.value} {text}".strip,
             kinds=[what.value],
             tables=[],
             max_hold=max_hold,
@@ -247,7 +248,7 @@ class Guard:
         text: str,
         params: list[object] | None,
         request: CommandRequest,
-        normalized: str,
+        normalized: Callable[[], str],
         kinds: list[str],
         tables: list[str],
         max_hold: float,
@@ -293,7 +294,7 @@ class Guard:
                 target=target,
                 protocol=protocol,
                 text=text,
-                normalized=normalized,
+                normalize=normalized,
                 max_hold=max_hold,
             )
         except StoreError as exc:
@@ -313,10 +314,11 @@ class Guard:
         target: str,
         protocol: str,
         text: str,
-        normalized: str,
+        normalize: Callable[[], str],
         max_hold: float,
     ) -> Verdict:
         subject, log, decision = identity.subject, c.log, c.decision
+        normalized = normalize()
         window = self.desk.window(subject=subject, target=target, normalized=normalized)
         if window is not None:
             aid, approvers = window

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -105,6 +106,13 @@ class TokenRejected(Exception):
         return f"TokenRejected(reason={self.reason.value!r}, message={self.message!r})"
 
 
+RECENT_SECONDS = 30.0
+"""How long a verified token is trusted without verifying its signature again: at most
+until it expires, and only while the issuer's key set it was verified under is current and
+fresh (a refresh or a stale set means a full verification)."""
+RECENT_MAX = 10_000
+
+
 class IdentityProviderUnavailable(Exception):
     """``warm()`` could not load the issuer's keys (the gateway may still start and retry)."""
 
@@ -127,6 +135,7 @@ class TokenVerifier:
 
     def __init__(self, settings: IdentitySettings) -> None:
         self.settings = settings
+        self._recent: dict[bytes, tuple[float, int, Identity]] = {}
         self.keys = KeyCache(
             issuer=settings.issuer,
             jwks_uri=settings.jwks_uri,
@@ -161,11 +170,30 @@ class TokenVerifier:
             return await trio.to_thread.run_sync(self.verify, token, abandon_on_cancel=True)
 
     def _verify(self, token: str, *, may_fetch: bool) -> Identity:
+        # Agents open many connections with one token (pools, CI steps): a token verified
+        # in the last RECENT_SECONDS is not verified again. Only its SHA-256 digest is
+        # kept, in memory, with the identity it proved; never past the token's expiry.
+        # A refresh of the issuer's keys (or their going stale) ends that trust at once.
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        now = time.time()
+        generation = self.keys.fresh_generation()
+        recent = self._recent.get(digest)
+        if recent is not None and now < recent[0] and recent[1] == generation:
+            return recent[2]
         try:
             identity = self._check(token, may_fetch=may_fetch)
         except TokenRejected as exc:
             log.debug("token rejected: %s", exc.reason.value)
             raise
+        if len(self._recent) >= RECENT_MAX:
+            self._recent.clear()
+        generation = self.keys.fresh_generation()
+        if generation is not None:
+            self._recent[digest] = (
+                min(now + RECENT_SECONDS, identity.expires_at),
+                generation,
+                identity,
+            )
         return identity
 
     def _check(self, token: str, *, may_fetch: bool) -> Identity:

@@ -273,6 +273,11 @@ class KeyCache:
             return self._revalidate(cached)
         return self._fetch_unknown(kid, generation)
 
+    def fresh_generation(self) -> int | None:
+        """The current key set's generation while it is fresh (None once it is stale): what
+        was verified under a generation stays trusted only while it is current."""
+        return None if self._stale() else self._generation
+
     def seconds_since_fetch(self) -> float | None:
         return None if self._fetched_at is None else self._clock() - self._fetched_at
 

@@ -150,3 +150,33 @@ def test_verify_async_inline_with_cached_keys_and_threaded_to_fetch(
         return first.subject, second.subject
 
     assert trio.run(main) == ("alice", "bob")
+
+
+def test_a_token_verified_recently_is_not_verified_again_until_the_keys_change(
+    fresh_idp: DevIdP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verifier = _verifier(fresh_idp)
+    token = fresh_idp.issue_token("dave", ["ops"], 300)
+    checks: list[str] = []
+    real = verifier._check
+
+    def counting(raw: str, *, may_fetch: bool) -> object:
+        checks.append(raw[-8:])
+        return real(raw, may_fetch=may_fetch)
+
+    monkeypatch.setattr(verifier, "_check", counting)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first and len(checks) == 1  # pools reconnect cheaply
+    other = fresh_idp.issue_token("erin", ["ops"], 300)
+    assert verifier.verify(other).subject == "erin" and len(checks) == 2
+    fresh_idp.rotate_keys()
+    verifier.verify(fresh_idp.issue_token("frank", ["ops"], 300))  # refreshes the key set
+    assert verifier.verify(token).subject == "dave" and len(checks) == 4  # verified again
+
+
+def test_a_remembered_token_is_never_accepted_past_its_expiry(fresh_idp: DevIdP) -> None:
+    verifier = _verifier(fresh_idp, leeway=0.0)  # the cache ends at exp, never later
+    token = fresh_idp.issue_token("gina", ["ops"], 2)
+    assert verifier.verify(token).subject == "gina"
+    time.sleep(2.2)
+    assert_rejected(verifier, token, RejectReason.EXPIRED)
