@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._live: dict[str, Terminator] = {}
         self._drains: dict[str, Callable[[], None]] = {}
+        self._ticks: dict[str, Callable[[float], None]] = {}
         self._emptied = trio.Event()
 
     def add(
@@ -34,14 +36,18 @@ class SessionRegistry:
         terminate: Terminator,
         *,
         drain: Callable[[], None] | None = None,
+        tick: Callable[[float], None] | None = None,
     ) -> None:
         self._live[str(session_id)] = terminate
         if drain is not None:
             self._drains[str(session_id)] = drain
+        if tick is not None:
+            self._ticks[str(session_id)] = tick
 
     def remove(self, session_id: uuid.UUID) -> None:
         self._live.pop(str(session_id), None)
         self._drains.pop(str(session_id), None)
+        self._ticks.pop(str(session_id), None)
         if not self._live:
             self._emptied.set()
             self._emptied = trio.Event()
@@ -60,6 +66,16 @@ class SessionRegistry:
                 drain()
             else:
                 terminate("gateway", "the gateway is shutting down")
+
+    async def sweep(self, interval: float = 1.0) -> None:
+        """Every ``interval``, give each session the time (wall clock) to check its own
+        deadlines: sessions whose token expired while they waited end within a tick,
+        without a timeout scope around every wait for the client."""
+        while True:
+            await trio.sleep(interval)
+            now = time.time()
+            for tick in list(self._ticks.values()):
+                tick(now)
 
     def __len__(self) -> int:
         return len(self._live)

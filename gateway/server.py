@@ -148,6 +148,7 @@ class Gateway:
                     await views.catch_up()
                 await trio.to_thread.run_sync(close_abandoned_sessions, store, views, settings.node)
                 nursery.start_soon(desk.sweep)
+                nursery.start_soon(ctx.sessions.sweep)
                 if store.backend == "sqlite":
                     nursery.start_soon(_checkpoints, store)
                 nursery.start_soon(_dictionaries, store)

@@ -72,6 +72,7 @@ class EventWriter:
         self.max_backlog = max_backlog
         self._send, self._receive = trio.open_memory_channel[_Submission](math.inf)
         self._backlog: list[_Submission] = []
+        self._armed = trio.Event()
         self.stats = WriterStats()
         self.healthy = True
 
@@ -92,24 +93,44 @@ class EventWriter:
             self._send.send_nowait(_Submission(events, None))
         else:
             self._deferred.append(_Submission(events, None))
+            if not self._armed.is_set():
+                self._armed.set()
         self.stats.queue_depth += 1
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Drain the channel until cancelled; each wake-up saves all that is queued at once."""
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._flusher)
+            task_status.started()
+            await self._drain()
+
+    async def _flusher(self) -> None:
+        """Deferred events wait at most ``flush_after`` for a write to ride with: this task
+        wakes the writer for them when none came (one timer per ``flush_after`` of activity,
+        not a timeout scope around every wait of the writer)."""
+        while True:
+            await self._armed.wait()
+            await trio.sleep(self.flush_after)
+            self._armed = trio.Event()
+            if self._deferred:
+                self._send.send_nowait(_Submission((), None))
+
+    async def _drain(self) -> None:
         receive = self._receive
         while True:
             batch = self._backlog
             self._backlog = []
-            # Kept response events are retried every half second; deferred ones wait at
-            # most flush_after for a write to ride with. Under load something is already
-            # queued: then no timeout scope is needed (one per batch was measurable).
+            # Under load something is already queued; otherwise wait (kept response events
+            # are retried every half second).
             try:
                 first: _Submission | None = receive.receive_nowait()
                 await trio.lowlevel.cancel_shielded_checkpoint()  # others queue theirs too
             except trio.WouldBlock:
                 first = None
-                with trio.move_on_after(0.5 if batch else self.flush_after):
+                if batch:
+                    with trio.move_on_after(0.5):
+                        first = await receive.receive()
+                else:
                     first = await receive.receive()
                 if first is not None:
                     await trio.lowlevel.cancel_shielded_checkpoint()  # the same for them
@@ -139,6 +160,11 @@ class EventWriter:
     async def _commit(self, batch: list[_Submission]) -> None:
         events = [e for s in batch for e in s.events]
         self.stats.queue_depth = max(0, self.stats.queue_depth - len(batch))
+        if not events:  # a flush that found nothing left, or write([]) with nothing queued
+            for s in batch:
+                if s.done is not None:
+                    s.done.set()
+            return
         self.stats.last_lag_ms = (time.monotonic() - batch[0].queued_at) * 1000
         try:
             await self._save(events)

@@ -226,6 +226,7 @@ class MySQLSession:
         self.draining = False
         self.idle_scope: trio.CancelScope | None = None
         self.waiting = False
+        self.deadline = math.inf
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -249,7 +250,7 @@ class MySQLSession:
             ]
         )
         reason, detail = "error", ""
-        ctx.sessions.add(self.log.id, self._terminate, drain=self._drain)
+        ctx.sessions.add(self.log.id, self._terminate, drain=self._drain, tick=self._tick)
         try:
             with self.cancel_scope:
                 await self._login()
@@ -285,7 +286,9 @@ class MySQLSession:
         finally:
             ctx.sessions.remove(self.log.id)
             closed = self.log.event(Session.Closed, reason=reason, detail=detail)
-            ctx.writer.submit([closed], now=True)
+            # rides on the next transaction (within flush_after when idle): waking the
+            # writer for it was one commit more per connection
+            ctx.writer.submit([closed])
             if self.upstream is not None:
                 await trio.aclose_forcefully(self.upstream.stream)
             await trio.aclose_forcefully(self.client)
@@ -294,6 +297,11 @@ class MySQLSession:
         """Graceful shutdown: finish the command in flight, then close."""
         self.draining = True
         if self.waiting and self.idle_scope is not None:
+            self.idle_scope.cancel()
+
+    def _tick(self, now: float) -> None:
+        """The registry's sweep: a wait for the client past its deadline ends now."""
+        if self.waiting and now >= self.deadline and self.idle_scope is not None:
             self.idle_scope.cancel()
 
     def _terminate(self, by: str, reason: str) -> None:
@@ -454,12 +462,13 @@ class MySQLSession:
     async def _commands(self) -> None:
         server, identity = self.server, self.identity
         assert server is not None and identity is not None
-        expires = deadline = identity.expires_at
+        expires = self.deadline = identity.expires_at
         while True:
-            # One cancel scope serves many waits for the client (a scope per wait cost a
-            # tenth of the CPU per query): its deadline is the token's expiry while waiting
-            # and infinite otherwise; a shutdown cancels it only while waiting. Once it
-            # fired, a fresh one takes over.
+            # One cancel scope serves many waits for the client (a timeout scope per wait
+            # cost a tenth of the CPU per query). It is cancelled only while the session
+            # waits: by a shutdown, or by the registry's once-a-second sweep when the wait
+            # outlives ``self.deadline`` (the token's expiry). Once it fired, a fresh one
+            # takes over.
             with trio.CancelScope() as scope:
                 self.idle_scope = scope
                 while True:
@@ -472,24 +481,21 @@ class MySQLSession:
                                 "the gateway shut down",
                                 client_message="wardgate: the gateway is shutting down; reconnect",
                             )
-                        left = deadline - time.time()
-                        if left > 0:
-                            scope.deadline = trio.current_time() + left
+                        if time.time() < self.deadline:
                             self.waiting = True
                             try:
                                 await self._receive()
                             finally:
                                 self.waiting = False
-                            scope.deadline = math.inf
                             if scope.cancel_called:
                                 break  # a new scope for the command that came in
                             continue
-                        if deadline == expires:
+                        if self.deadline == expires:
                             # Expired while idle: free the upstream now, but answer the client's
                             # next command with the reason (an ERR sent now would be lost in the
                             # reset when the client writes to a closed socket).
                             await self._drop_upstream()
-                            deadline = time.time() + EXPIRED_GRACE
+                            self.deadline = time.time() + EXPIRED_GRACE
                             continue
                         raise ClosingSession(
                             "token_expired", "the token expired (the client was idle)"
