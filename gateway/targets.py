@@ -14,6 +14,7 @@ upstream_ca = "ca.pem"
 max_hold = "30s"                # how long a client waits on a held command
 handshake_timeout = "10s"
 record_rows = 100               # result rows recorded per statement, as the client saw them
+pool_size = 8                   # upstream logins kept for reuse after a clean quit (0: none)
 
 [[ssh]]
 name = "box"
@@ -69,6 +70,7 @@ class MySQLTarget:
     handshake_timeout: float = 10.0
     connect_timeout: float = 5.0
     record_rows: int = 100  # result rows recorded per statement (masked); then only counted
+    pool_size: int = 8  # upstream logins kept after a clean quit, reset, for the next session
 
     @property
     def plaintext_allowed(self) -> bool:
@@ -135,6 +137,7 @@ def mysql_targets(settings: Settings) -> list[MySQLTarget]:
             record_rows=_count(
                 t.get("record_rows", 100), f"[[mysql]] {common['name']} record_rows"
             ),
+            pool_size=_count(t.get("pool_size", 8), f"[[mysql]] {common['name']} pool_size"),
         )
         if (target.tls_cert is None) != (target.tls_key is None):
             raise UserError(f"[[mysql]] {target.name}: tls_cert and tls_key go together")

@@ -69,6 +69,7 @@ from gateway.mysql.upstream import (
     connect,
     kill_query,
 )
+from gateway.mysql.upstream_pool import PoolKey, UpstreamPool
 from gateway.policy.sql import classify_sql
 from gateway.policy.sql_model import StatementKind
 from gateway.session import SessionLog
@@ -164,6 +165,7 @@ class MySQLProxy:
             self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.tls.load_cert_chain(str(target.tls_cert), str(target.tls_key))
         self.port = 0
+        self.pool = UpstreamPool(size=target.pool_size)
         self._credential: tuple[tuple[int, int, int], Credential] | None = None
 
     async def upstream_info(self) -> UpstreamInfo:
@@ -227,6 +229,8 @@ class MySQLSession:
         self.idle_scope: trio.CancelScope | None = None
         self.waiting = False
         self.deadline = math.inf
+        self.pool_key: PoolKey | None = None
+        self.clean_quit = False
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -289,8 +293,13 @@ class MySQLSession:
             # rides on the next transaction (within flush_after when idle): waking the
             # writer for it was one commit more per connection
             ctx.writer.submit([closed])
-            if self.upstream is not None:
-                await trio.aclose_forcefully(self.upstream.stream)
+            upstream, self.upstream = self.upstream, None
+            if upstream is not None:
+                if self.clean_quit and self.pool_key is not None and reason == "client_quit":
+                    with trio.CancelScope(shield=True):
+                        await self.proxy.pool.give_back(self.pool_key, upstream)
+                else:
+                    await trio.aclose_forcefully(upstream.stream)
             await trio.aclose_forcefully(self.client)
 
     def _drain(self) -> None:
@@ -435,18 +444,26 @@ class MySQLSession:
                 )
             ]
         )
-        try:
-            self.upstream = await connect(
-                self.target,
-                self.proxy.credential(),
-                capabilities=event.capabilities,
-                database=event.database,
+        if self.target.pool_size > 0:
+            self.pool_key = PoolKey(
+                capabilities=int(event.capabilities),
                 character_set=event.character_set,
+                database=event.database or "",
             )
-        except UpstreamError as exc:
-            server.reject_login(f"wardgate: {exc}")
-            await self._flush()
-            raise ClosingSession("upstream_error", str(exc)) from None
+            self.upstream = self.proxy.pool.take(self.pool_key)
+        if self.upstream is None:
+            try:
+                self.upstream = await connect(
+                    self.target,
+                    self.proxy.credential(),
+                    capabilities=event.capabilities,
+                    database=event.database,
+                    character_set=event.character_set,
+                )
+            except UpstreamError as exc:
+                server.reject_login(f"wardgate: {exc}")
+                await self._flush()
+                raise ClosingSession("upstream_error", str(exc)) from None
         self.proxy.info = self.upstream.info
         assert self.upstream.login is not None
         if (self.upstream.login.capabilities ^ server.capabilities) & RESPONSE_CAPABILITIES:
@@ -504,7 +521,10 @@ class MySQLSession:
                         if time.time() >= expires:
                             raise ClosingSession("token_expired", "the token expired")
                         if event.by_quit and self.upstream is not None:
-                            await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
+                            if self.pool_key is not None:
+                                self.clean_quit = True  # the upstream goes back to the pool
+                            else:
+                                await self.upstream.stream.send_all(b"\x01\x00\x00\x00\x01")
                         return
                     if time.time() >= expires:
                         raise ClosingSession(
@@ -568,6 +588,14 @@ class MySQLSession:
         if isinstance(packet, ComQuery | ComStmtPrepare) and _loads_local_file(packet.sql):
             await self._refuse(command, LOCAL_INFILE_REFUSED, ErrorCode.ER_NOT_ALLOWED_COMMAND)
             return
+        key = self.pool_key
+        if (
+            isinstance(packet, ComQuery)
+            and key is not None
+            and not key.database
+            and _may_change_database(packet.sql)
+        ):
+            self.pool_key = None  # no way back to "no database": not reusable
         if isinstance(packet, ComQuery | ComStmtPrepare):
             verdict = await guard.check_sql(
                 log=self.log,
@@ -579,6 +607,8 @@ class MySQLSession:
                 max_hold=target.max_hold,
             )
         elif isinstance(packet, ComInitDb):
+            if self.pool_key is not None and not self.pool_key.database:
+                self.pool_key = None  # no way back to "no database": not reusable
             name = packet.schema.decode(errors="replace")
             verdict = await guard.check_sql(
                 log=self.log,
@@ -745,6 +775,14 @@ def _loads_local_file(sql: str) -> bool:
             if LOCAL_WORD.search(head):
                 return True
     return False
+
+
+def _may_change_database(sql: str) -> bool:
+    """Whether ``sql`` may change the connection's current database (USE, or a statement
+    the classifier does not understand)."""
+    return any(
+        s.subkind == "USE" or s.kind is StatementKind.UNKNOWN for s in classify_sql(sql).statements
+    )
 
 
 def _command_name(command: int) -> str:

@@ -100,6 +100,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise trio.BrokenResourceError(str(exc)) from exc
 
+    def close_now(self) -> None:
+        """Close without a checkpoint (for synchronous code in a trio task)."""
+        if not self._closed:
+            self._closed = True
+            self.stream.socket.close()
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
