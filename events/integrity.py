@@ -32,7 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 GENESIS = hashlib.sha256(b"wardgate event chain v1").digest()
-_U64 = struct.Struct(">Q")
+U64 = _U64 = struct.Struct(">Q")
+"""How the chain encodes numbers and lengths (big-endian, 8 bytes)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,11 +22,13 @@ zstd dictionaries) and ``<prefix>meta`` (settings fixed at creation, such as the
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
@@ -34,23 +36,40 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from events.integrity import GENESIS, ChainEntry, RawEvent, link_fields
+from events.integrity import GENESIS, U64, ChainEntry, RawEvent
 
 PAGE = 5000
 
 
-_IDS: dict[uuid.UUID, tuple[str, bytes]] = {}
+class EncodedEvent(NamedTuple):
+    """An event in stored form, like eventsourcing's ``StoredEvent`` (same attributes) but a
+    tuple: building the frozen dataclass cost more than encoding the event's state."""
+
+    originator_id: uuid.UUID | str
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+Stored = StoredEvent | EncodedEvent
+
+_IDS: dict[int, tuple[uuid.UUID, str, bytes]] = {}
 
 
 def _id_forms(originator_id: uuid.UUID) -> tuple[str, bytes]:
-    """(hex, canonical text as UTF-8) of an aggregate id, cached: a session's id repeats in
-    every one of its events."""
-    found = _IDS.get(originator_id)
-    if found is None:
+    """(hex, length-prefixed canonical text) of an aggregate id, cached by object identity:
+    a session's events all carry its one id object (hashing a UUID runs Python code)."""
+    found = _IDS.get(id(originator_id))
+    if found is None or found[0] is not originator_id:
         if len(_IDS) > 8192:
             _IDS.clear()
-        found = _IDS[originator_id] = (originator_id.hex, str(originator_id).encode())
-    return found
+        text = str(originator_id).encode()
+        found = _IDS[id(originator_id)] = (
+            originator_id,
+            originator_id.hex,
+            U64.pack(len(text)) + text,
+        )
+    return found[1], found[2]
 
 
 def _oid_text(originator_id: uuid.UUID | str) -> str:
@@ -65,25 +84,35 @@ _TOPICS: dict[str, bytes] = {}
 
 
 def _chain(
-    prev: bytes, first_id: int | Sequence[int], stored: Sequence[StoredEvent], key: bytes | None
+    prev: bytes, first_id: int | Sequence[int], stored: Sequence[Stored], key: bytes | None
 ) -> list[tuple[int, bytes]]:
+    """The chain entries of ``stored`` following ``prev``: :func:`events.integrity.link`,
+    with the length-prefixed id and topic of each event built once and reused."""
     rows: list[tuple[int, bytes]] = []
     topics = _TOPICS
+    pack = U64.pack
+    sha256 = hashlib.sha256
+    join = b"".join
     for i, s in enumerate(stored):
         nid = first_id + i if isinstance(first_id, int) else first_id[i]
         topic = topics.get(s.topic)
         if topic is None:
-            topic = topics[s.topic] = s.topic.encode()
+            raw = s.topic.encode()
+            topic = topics[s.topic] = pack(len(raw)) + raw
         oid = s.originator_id
-        prev = link_fields(
-            prev,
-            nid,
-            _id_forms(oid)[1] if isinstance(oid, uuid.UUID) else _oid_text(oid).encode(),
-            s.originator_version,
-            topic,
-            s.state,
-            key,
+        if isinstance(oid, uuid.UUID):
+            oid_part = _id_forms(oid)[1]
+        else:
+            text = _oid_text(oid).encode()
+            oid_part = pack(len(text)) + text
+        state = s.state
+        message = join(
+            (prev, pack(nid), oid_part, pack(s.originator_version), topic, pack(len(state)), state)
         )
+        if key is None:
+            prev = sha256(message).digest()
+        else:
+            prev = hmac.new(key, message, hashlib.sha256).digest()
         rows.append((nid, prev))
     return rows
 
@@ -144,7 +173,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
     _writer: sqlite3.Connection | None = None
     _writer_config: tuple[str, bool] | None = None
 
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+    def insert_events(self, stored_events: Sequence[Stored], **kwargs: Any) -> Sequence[int]:
         if not stored_events:
             return []
         if self.datastore.pool.is_sqlite_memory_mode:
@@ -193,7 +222,7 @@ class ChainedSQLiteRecorder(SQLiteApplicationRecorder):
                 self._writer.close()
                 self._writer = None
 
-    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **_: Any) -> list[int]:
+    def _insert_events(self, c: Any, stored_events: Sequence[Stored], **_: Any) -> list[int]:
         c.executemany(
             self.insert_events_statement,
             [

@@ -52,7 +52,12 @@ from eventsourcing.utils import Environment, get_topic, resolve_topic
 from events.compression import CompressionError, ZstdDictCompressor, train_dictionary
 from events.domain import Aggregate, DomainEvent
 from events.integrity import VerifyReport, merge_by_id, verify
-from events.recorders import ChainedPostgresRecorder, ChainedSQLiteRecorder
+from events.recorders import (
+    ChainedPostgresRecorder,
+    ChainedSQLiteRecorder,
+    EncodedEvent,
+    Stored,
+)
 
 Durability = Literal["process-crash", "power-loss"]
 PG_RECONNECT_WINDOW = 2.0
@@ -317,13 +322,17 @@ class EventStore:
         ids: list[int] = self._guard(self.recorder.insert_events, self.encode(events))
         return ids
 
-    def encode(self, events: Sequence[DomainEvent]) -> list[StoredEvent]:
-        """``events`` in the mapper's stored format (what ``Mapper.to_stored_event`` gives)."""
+    def encode(self, events: Sequence[DomainEvent]) -> list[Stored]:
+        """``events`` in the mapper's stored format (what ``Mapper.to_stored_event`` gives;
+        as plain tuples for SQLite, as the library's ``StoredEvent`` for PostgreSQL)."""
         topics = self._topics
         compress = self.compressor.compress
         cipher = self.mapper.cipher
         dumps = orjson.dumps
-        out: list[StoredEvent] = []
+        make: type[Stored] = (
+            EncodedEvent if isinstance(self.recorder, ChainedSQLiteRecorder) else StoredEvent
+        )
+        out: list[Stored] = []
         for event in events:
             cls = type(event)
             known = topics.get(cls)
@@ -341,14 +350,7 @@ class EventStore:
             data = compress(data)
             if cipher is not None:
                 data = cipher.encrypt(data)
-            out.append(
-                StoredEvent(
-                    originator_id=originator_id,
-                    originator_version=originator_version,
-                    topic=known[0],
-                    state=data,
-                )
-            )
+            out.append(make(originator_id, originator_version, known[0], data))
         return out
 
     # -- reading --------------------------------------------------------------------------
