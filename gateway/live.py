@@ -49,6 +49,11 @@ FOLLOWED = tuple(
 are open (for the crash recovery of this node)."""
 
 
+INLINE_GAP = 20_000
+"""Beyond this many new events (another process wrote a lot at once) the SQLite catch-up
+runs in a thread rather than on the trio thread."""
+
+
 class LiveViews:
     def __init__(self, store: EventStore, *, poll_timeout: float = 0.5) -> None:
         self.store = store
@@ -120,7 +125,10 @@ class LiveViews:
                     if isinstance(waiter, SQLitePollWaiter):
                         await trio.sleep(waiter.interval)
                         if waiter.changed():
-                            self._caught_up(*self._read_all())
+                            if self.store.max_id() - self.position > INLINE_GAP:
+                                await self.catch_up()  # a long way behind: in a thread
+                            else:
+                                self._caught_up(*self._read_all())
                         self.healthy = True
                         continue
                     await trio.to_thread.run_sync(
