@@ -715,7 +715,7 @@ class MySQLSession:
                     error_message=error.message.decode(errors="replace")[:500] if error else None,
                     duration_ms=round(duration, 3),
                     masked=masker.totals() if masker is not None else {},
-                    transcript=recorder.transcript() if recorder is not None else None,
+                    transcript=recorder.transcript(tracker.rows) if recorder is not None else None,
                     truncated=recorder.truncated if recorder is not None else False,
                 )
             ]

@@ -86,6 +86,13 @@ class _Rewriter:
         framed, _ = frame(new, seq)
         return framed
 
+    def finished(self) -> bool:
+        """Whether the rewriter has nothing more to do for this response (it says so with
+        a true ``done`` attribute) and holds nothing: the relay may stream on without it."""
+        return (
+            self.pending is None and self.aborted is None and getattr(self.rewrite, "done", False)
+        )
+
     def feed(self, buf: bytes, starts: list[int]) -> bytes:
         """The bytes to forward for the complete packets at ``starts`` (``buf`` ends there).
 
@@ -192,6 +199,8 @@ class ResponseRelay:
                 out = buf[:cut]
             else:
                 out = rewriter.feed(buf[:cut], scan.starts)
+                if rewriter.finished():  # e.g. the rows to record are recorded: stream on
+                    rewriter = self.rewriter = None
             self.held = buf[cut:]
             if out:
                 await self.client.send_all(out)

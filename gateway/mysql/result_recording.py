@@ -5,8 +5,9 @@ Theory of operation
 :class:`ResultRecorder` is the relay's row rewriter when recording is on: it hands each
 complete row to the masker first (when the statement is masked) and keeps the first
 ``limit`` rows of the first result set, decoded from the bytes that go to the client, so a
-recording can only ever hold masked values. Past the cap rows are only counted and the
-transcript says ``truncated``. Each value is kept up to ``VALUE_CHARS`` characters (longer
+recording can only ever hold masked values. Past the cap the transcript says ``truncated``
+with the response's row count, and when nothing is masked the relay stops calling the
+recorder and streams the rest as it would without recording (``done``). Each value is kept up to ``VALUE_CHARS`` characters (longer
 ones end in ``...``), so one statement's event stays small whatever the result; binary
 protocol values are rendered as text (numbers stay numbers).
 
@@ -74,15 +75,22 @@ class ResultRecorder:
         return out
 
     @property
+    def done(self) -> bool:
+        """Nothing more to record and nothing to mask: the relay can stop calling."""
+        return self.masker is None and (self.seen > self.limit or self.unreadable)
+
+    @property
     def truncated(self) -> bool:
         return self.seen > self.limit or self.unreadable
 
-    def transcript(self) -> dict[str, object] | None:
+    def transcript(self, rows_total: int) -> dict[str, object] | None:
+        """The recorded result; ``rows_total`` (the rows of the whole response, which the
+        tracker counts) is added when the result was longer than the cap."""
         if self.result_set < 0:
             return None
         out: dict[str, object] = {"columns": self.columns, "rows": self.rows, "limit": self.limit}
         if self.seen > self.limit:
-            out["rows_total"] = self.seen
+            out["rows_total"] = rows_total
         if self.unreadable:
             out["unreadable"] = True
         return out
