@@ -12,9 +12,10 @@ The compressor is handed to eventsourcing's ``Mapper``, which calls ``compress``
 transcoding and before encryption, and ``decompress`` in reverse. zstandard objects are not
 thread-safe, so each thread gets its own compressor and decompressors.
 
-Until the store has a dictionary, events are stored as plain JSON: zstd without a
-dictionary saves almost nothing on documents this small (a 152-byte event becomes 126
-bytes) and costs 6-7 us per event, against under 1 us with one. A stored state that starts
+Until the store has a dictionary, small events (under ``PLAIN_BELOW`` bytes) are stored as
+plain JSON: zstd without a dictionary saves almost nothing on documents this small (a
+152-byte event becomes 126 bytes) and costs 6-7 us per event, against under 1 us with one.
+Larger ones (recorded output, result transcripts) are compressed whatever the dictionary. A stored state that starts
 with ``{`` is plain JSON (a zstd frame starts with the magic bytes ``28 b5 2f fd``). The
 gateway trains the first dictionary by itself once enough events are stored (see
 ``EventStore.train_dictionary``), and ``wardgate store train`` trains newer ones.
@@ -29,6 +30,8 @@ import zstandard
 from eventsourcing.persistence import Compressor
 
 DictionaryLoader = Callable[[], Mapping[int, bytes]]
+PLAIN_BELOW = 1024
+"""Without a dictionary, events smaller than this are stored uncompressed."""
 
 
 class CompressionError(Exception):
@@ -72,7 +75,7 @@ class ZstdDictCompressor(Compressor):
     # -- the Compressor interface ---------------------------------------------------------
 
     def compress(self, data: bytes) -> bytes:
-        if self._current is None:
+        if self._current is None and len(data) < PLAIN_BELOW:
             return data
         local = self._local
         if getattr(local, "generation", -1) != self._generation:
