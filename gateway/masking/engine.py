@@ -86,6 +86,11 @@ class _Cursor:
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
         self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
+        hay = self._hay
+        for needle in family.gate:
+            if needle not in hay:  # no hit anywhere in this buffer: "None" answers every pos
+                self._result_from = 0
+                break
 
     def _hit(self, at: int) -> int:
         family = self._family
