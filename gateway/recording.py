@@ -131,10 +131,15 @@ class SessionRecorder:
     """Records one session's output for replay; owned by the task that serves the session.
 
     ``output(stream, data)``: masked bytes the agent received ("pty", "stdout", "stderr").
-    ``input(data)``: what the agent typed (PTY sessions). ``resize(columns, lines)``: the
-    window changed. ``flush()``: emit what is buffered now. ``close()``: flush, write the
-    rest of the index, stop the keyframe worker. ``run()``: flushes on time; start it in the
-    connection's nursery.
+    ``input(data)``: what the agent typed (PTY sessions). ``record(stream, data)``: bytes
+    the caller has already filtered (no prompt heuristics), as the SSH proxy's taps do.
+    ``resize(columns, lines)``: the window changed. ``open_terminal(columns, lines)``: a
+    terminal appears in a session recorded without one so far. ``flush()``: emit what is
+    buffered now. ``close()``: flush, write the rest of the index, stop the keyframe worker.
+    ``run()``: flushes on time; start it in the connection's nursery.
+
+    ``origin`` is the ``clock()`` time that ``offset_ms`` counts from (default: now), e.g.
+    the connection's start when the recorder is made at its first channel.
     """
 
     def __init__(
@@ -151,6 +156,7 @@ class SessionRecorder:
         keyframe_cpu_ms: float = 20.0,
         keyframe_queue: int = 64,
         clock: Callable[[], float] = time.monotonic,
+        origin: float | None = None,
     ) -> None:
         self.log = log
         self.writer = writer
@@ -158,7 +164,9 @@ class SessionRecorder:
         self.chunk_bytes = chunk_bytes
         self.chunk_ms = chunk_ms
         self.clock = clock
-        self._t0 = clock()
+        now = clock()
+        self._t0 = now if origin is None else origin
+        self._keyframe_settings = (keyframe_cpu_ms, keyframe_bytes, keyframe_queue)
         self._buffers: dict[str, _Buffer] = {}
         self._index_id = RecordingIndex.id_for(log.id)
         self._index_version = 0
@@ -170,21 +178,12 @@ class SessionRecorder:
         self._hidden = False
         self.closed = False
         self.stats = {"chunks": 0, "bytes": 0, "keyframes": 0, "input_dropped": 0}
-        self._worker = (
-            _KeyframeWorker(
-                columns,
-                lines,
-                KeyframeSpacing(cpu_ms=keyframe_cpu_ms, max_bytes=keyframe_bytes),
-                keyframe_queue,
-            )
-            if pty
-            else None
-        )
+        self._worker = self._start_worker(columns, lines) if pty else None
         events: list[DomainEvent] = [
             self._index_event(
                 RecordingIndex.Started,
                 session_id=str(log.id),
-                started_at=time.time(),
+                started_at=time.time() - (now - self._t0),
                 pty=pty,
                 columns=columns,
                 lines=lines,
@@ -196,7 +195,19 @@ class SessionRecorder:
             events.insert(0, resized)
         writer.submit(events)
 
+    def _start_worker(self, columns: int, lines: int) -> _KeyframeWorker:
+        cpu_ms, max_bytes, depth = self._keyframe_settings
+        return _KeyframeWorker(
+            columns, lines, KeyframeSpacing(cpu_ms=cpu_ms, max_bytes=max_bytes), depth
+        )
+
     # -- the API the proxies call ------------------------------------------------------
+
+    def record(self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None) -> None:
+        """Record ``data`` on ``stream`` as given: masked, secrets already left out."""
+        if self.closed or not data:
+            return
+        self._add(stream, data, masked)
 
     def output(self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None) -> None:
         """Record masked ``data`` the agent received on ``stream``."""
@@ -229,6 +240,16 @@ class SessionRecorder:
             if not data:
                 return
         self._add("input", data, None)
+
+    def open_terminal(self, columns: int, lines: int) -> None:
+        """A terminal from now on (a PTY channel in a session recorded without one so far):
+        keyframes start here, from a blank screen of that size."""
+        if self.closed:
+            return
+        if self._worker is None:
+            self.pty = True
+            self._worker = self._start_worker(columns, lines)
+        self.resize(columns, lines)
 
     def resize(self, columns: int, lines: int) -> None:
         if self.closed:
