@@ -144,11 +144,18 @@ class Views:
         return self._low
 
     def holds(self, members: bytes) -> bool:
-        """Whether any byte of ``members`` occurs in the buffer: one memchr per byte."""
+        """Whether any byte of ``members`` occurs in the buffer: one memchr per byte (a
+        single byte is not cached: the lookup would cost as much as the memchr)."""
+        if len(members) == 1:
+            return members in self.buf
         known = self._present.get(members)
         if known is None:
             buf = self.buf
-            known = any(members[i : i + 1] in buf for i in range(len(members)))
+            known = False
+            for i in range(len(members)):
+                if members[i : i + 1] in buf:
+                    known = True
+                    break
             self._present[members] = known
         return known
 
