@@ -55,7 +55,7 @@ SLICE = 2048
 INDEX_EVERY = 64
 KEYFRAME_SHARE = 0.1
 """Most of one core the keyframe worker may use (see ``_KeyframeWorker``)."""
-BURST = 0.5
+BURST = 0.1
 HIDDEN_PROMPT = re.compile(
     rb"(?i)(password|passphrase|passcode|\bpin)[^\r\n]{0,40}[:?]\s*\Z|password for [^\r\n]*:\s*\Z"
 )
