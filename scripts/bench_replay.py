@@ -15,8 +15,10 @@ through ``SessionRecorder`` into a SQLite event store, then:
   PTY, masking, recording, keyframes) through an in-process gateway with three targets on
   one sshd, alternated round by round: ``record_limit = 0`` (the same path, nothing
   recorded), the default (8 MiB per stream of a channel, then counts) and everything. Each
-  leg reports the gateway's CPU per MB (this process's CPU: the clients and sshd are other
-  processes) and throughput; overhead = recording leg / unrecorded leg - 1. Needs root,
+  leg reports the gateway's CPU per MB (this process's CPU, until the gateway is idle again
+  after the transfer, so the writer's and the keyframe worker's backlog count for the leg
+  that caused them; the clients and sshd are other processes) and throughput; overhead =
+  recording leg / unrecorded leg of the same round - 1, median over the rounds. Needs root,
   OpenSSH and sshpass (as scripts/bench_ssh.sh); skipped otherwise, or with ``--ssh-mb 0``;
 * seeking: opening the recording, then 100 random times, each rendered from the nearest
   keyframe (in-memory keyframe caching off, so every seek pays full price).
@@ -211,7 +213,16 @@ record_limit = {limit}
                             check=True,
                         )
                         wall = time.perf_counter() - t
-                        cpu[leg].append((time.process_time() - c) / (written / MB))
+                        # The writer may still be storing queued chunks and the keyframe
+                        # worker finishing: that CPU is this leg's, not the next one's.
+                        settled = time.process_time()
+                        while True:
+                            time.sleep(0.25)
+                            now = time.process_time()
+                            if now - settled < 0.01:
+                                break
+                            settled = now
+                        cpu[leg].append((settled - c) / (written / MB))
                         rate[leg].append(written / MB / wall)
     print(
         f"\n== recording overhead on the SSH data path ({written / MB:.0f} MB of the session "
