@@ -53,6 +53,9 @@ from gateway.session import SessionLog
 MARK_MS = 10
 SLICE = 2048
 INDEX_EVERY = 64
+KEYFRAME_SHARE = 0.1
+"""Most of one core the keyframe worker may use (see ``_KeyframeWorker``)."""
+BURST = 0.1
 HIDDEN_PROMPT = re.compile(
     rb"(?i)(password|passphrase|passcode|\bpin)[^\r\n]{0,40}[:?]\s*\Z|password for [^\r\n]*:\s*\Z"
 )
@@ -76,10 +79,24 @@ _Work = tuple[int, int, bytes] | tuple[int, int, tuple[int, int]] | None
 
 
 class _KeyframeWorker:
-    """Renders the PTY stream in a thread and keeps a screen as ``spacing`` says."""
+    """Renders the PTY stream in a thread and keeps a screen as ``spacing`` says.
 
-    def __init__(self, columns: int, lines: int, spacing: KeyframeSpacing, depth: int) -> None:
+    ``share`` caps the CPU it takes (a fraction of one core, as a token bucket holding at
+    most ``BURST`` seconds): it shares the GIL with the relay, and pyte renders about 1 MB/s,
+    so unthrottled it took most of the gateway's time during bulk terminal output. Falling
+    behind fills its queue, which ends keyframing for the session (slower seeks, never
+    wrong ones). None: no cap (a benchmark replaying an hour in seconds)."""
+
+    def __init__(
+        self,
+        columns: int,
+        lines: int,
+        spacing: KeyframeSpacing,
+        depth: int,
+        share: float | None = None,
+    ) -> None:
         self.spacing = spacing
+        self.share = share
         self.queue: queue.Queue[_Work] = queue.Queue(maxsize=depth)
         self.done: collections.deque[tuple[int, int, int, dict[str, JSON]]] = collections.deque()
         self.lost = False
@@ -102,8 +119,9 @@ class _KeyframeWorker:
             self.lost = True
 
     def _run(self) -> None:
-        term, position, spacing = self._term, 0, self.spacing
+        term, position, spacing, share = self._term, 0, self.spacing, self.share
         spacing.restart(0)
+        credit, last = BURST, time.monotonic()
         while True:
             item = self.queue.get()
             if item is None or self.lost:
@@ -116,8 +134,16 @@ class _KeyframeWorker:
                 # Small slices, releasing the GIL between them: the event loop waiting for
                 # it gets it within about a millisecond instead of a switch interval.
                 for i in range(0, len(payload), SLICE):
+                    spent = time.thread_time()
                     term.feed(payload[i : i + SLICE])
-                    time.sleep(0)
+                    if share is None:
+                        time.sleep(0)
+                        continue
+                    now = time.monotonic()
+                    credit = min(BURST, credit + share * (now - last))
+                    credit -= time.thread_time() - spent
+                    last = now
+                    time.sleep(-credit / share if credit < 0 else 0)
             except Exception:  # pyte failed on this output: no keyframe can be trusted now
                 self.lost = True
                 return
@@ -131,10 +157,15 @@ class SessionRecorder:
     """Records one session's output for replay; owned by the task that serves the session.
 
     ``output(stream, data)``: masked bytes the agent received ("pty", "stdout", "stderr").
-    ``input(data)``: what the agent typed (PTY sessions). ``resize(columns, lines)``: the
-    window changed. ``flush()``: emit what is buffered now. ``close()``: flush, write the
-    rest of the index, stop the keyframe worker. ``run()``: flushes on time; start it in the
-    connection's nursery.
+    ``input(data)``: what the agent typed (PTY sessions). ``record(stream, data)``: bytes
+    the caller has already filtered (no prompt heuristics), as the SSH proxy's taps do.
+    ``resize(columns, lines)``: the window changed. ``open_terminal(columns, lines)``: a
+    terminal appears in a session recorded without one so far. ``flush()``: emit what is
+    buffered now. ``close()``: flush, write the rest of the index, stop the keyframe worker.
+    ``run()``: flushes on time; start it in the connection's nursery.
+
+    ``origin`` is the ``clock()`` time that ``offset_ms`` counts from (default: now), e.g.
+    the connection's start when the recorder is made at its first channel.
     """
 
     def __init__(
@@ -150,7 +181,9 @@ class SessionRecorder:
         keyframe_bytes: int = 1 << 20,
         keyframe_cpu_ms: float = 20.0,
         keyframe_queue: int = 64,
+        keyframe_share: float | None = KEYFRAME_SHARE,
         clock: Callable[[], float] = time.monotonic,
+        origin: float | None = None,
     ) -> None:
         self.log = log
         self.writer = writer
@@ -158,7 +191,9 @@ class SessionRecorder:
         self.chunk_bytes = chunk_bytes
         self.chunk_ms = chunk_ms
         self.clock = clock
-        self._t0 = clock()
+        now = clock()
+        self._t0 = now if origin is None else origin
+        self._keyframe_settings = (keyframe_cpu_ms, keyframe_bytes, keyframe_queue, keyframe_share)
         self._buffers: dict[str, _Buffer] = {}
         self._index_id = RecordingIndex.id_for(log.id)
         self._index_version = 0
@@ -170,21 +205,12 @@ class SessionRecorder:
         self._hidden = False
         self.closed = False
         self.stats = {"chunks": 0, "bytes": 0, "keyframes": 0, "input_dropped": 0}
-        self._worker = (
-            _KeyframeWorker(
-                columns,
-                lines,
-                KeyframeSpacing(cpu_ms=keyframe_cpu_ms, max_bytes=keyframe_bytes),
-                keyframe_queue,
-            )
-            if pty
-            else None
-        )
+        self._worker = self._start_worker(columns, lines) if pty else None
         events: list[DomainEvent] = [
             self._index_event(
                 RecordingIndex.Started,
                 session_id=str(log.id),
-                started_at=time.time(),
+                started_at=time.time() - (now - self._t0),
                 pty=pty,
                 columns=columns,
                 lines=lines,
@@ -196,7 +222,18 @@ class SessionRecorder:
             events.insert(0, resized)
         writer.submit(events)
 
+    def _start_worker(self, columns: int, lines: int) -> _KeyframeWorker:
+        cpu_ms, max_bytes, depth, share = self._keyframe_settings
+        spacing = KeyframeSpacing(cpu_ms=cpu_ms, max_bytes=max_bytes)
+        return _KeyframeWorker(columns, lines, spacing, depth, share)
+
     # -- the API the proxies call ------------------------------------------------------
+
+    def record(self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None) -> None:
+        """Record ``data`` on ``stream`` as given: masked, secrets already left out."""
+        if self.closed or not data:
+            return
+        self._add(stream, data, masked)
 
     def output(self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None) -> None:
         """Record masked ``data`` the agent received on ``stream``."""
@@ -229,6 +266,16 @@ class SessionRecorder:
             if not data:
                 return
         self._add("input", data, None)
+
+    def open_terminal(self, columns: int, lines: int) -> None:
+        """A terminal from now on (a PTY channel in a session recorded without one so far):
+        keyframes start here, from a blank screen of that size."""
+        if self.closed:
+            return
+        if self._worker is None:
+            self.pty = True
+            self._worker = self._start_worker(columns, lines)
+        self.resize(columns, lines)
 
     def resize(self, columns: int, lines: int) -> None:
         if self.closed:

@@ -7,15 +7,23 @@ through ``SessionRecorder`` into a SQLite event store, then:
 
 * compression: stored bytes (every stored event of the session and of its index, as the
   store keeps them: zstd-compressed JSON) against the raw output bytes;
-* recording cost on the data path: CPU time of ``SessionRecorder.output`` per MB (the proxy's
-  own thread; the keyframe worker runs in another thread and is reported apart), against
-  the CPU cost of relaying the same bytes through a socket pair (one ``send`` and one
-  ``recv`` per write: the least a relay does); the store's write cost per MB is reported
-  too (it runs in the writer, not in the proxy's pumps);
+* recording cost, in isolation: CPU time of ``SessionRecorder.output`` per MB, against the
+  CPU cost of relaying the same bytes through a socket pair and a trio task; the store's
+  write cost per MB is reported too;
+* recording overhead on the real SSH data path (issue #8's goal), in the same run: the
+  synthetic session's bytes sent as terminal output (``ssh -tt HOST cat FILE``: remote
+  PTY, masking, recording, keyframes) through an in-process gateway with three targets on
+  one sshd, alternated round by round: ``record_limit = 0`` (the same path, nothing
+  recorded), the default (8 MiB per stream of a channel, then counts) and everything. Each
+  leg reports the gateway's CPU per MB (this process's CPU, until the gateway is idle again
+  after the transfer, so the writer's and the keyframe worker's backlog count for the leg
+  that caused them; the clients and sshd are other processes) and throughput; overhead =
+  recording leg / unrecorded leg of the same round - 1, median over the rounds. Needs root,
+  OpenSSH and sshpass (as scripts/bench_ssh.sh); skipped otherwise, or with ``--ssh-mb 0``;
 * seeking: opening the recording, then 100 random times, each rendered from the nearest
   keyframe (in-memory keyframe caching off, so every seek pays full price).
 
-Run: ``python scripts/bench_replay.py [--size-mb 200] [--corpus-mb 16]``.
+Run: ``python scripts/bench_replay.py [--size-mb 200] [--corpus-mb 16] [--ssh-mb 100]``.
 """
 
 from __future__ import annotations
@@ -143,12 +151,111 @@ def coalesce(pieces: list[bytes], size: int) -> list[bytes]:
     return out
 
 
+SSH_TARGETS = {"unrecorded": "norec", "default (8 MiB)": "box", "everything": "full"}
+
+
+def ssh_overhead(corpus: list[bytes], size: int, rounds: int) -> None:
+    """The recording's cost on the real SSH path: see the module docstring."""
+    import shutil
+    import subprocess
+
+    from tests.integration.ssh.gateway import ssh_gateway
+    from tests.integration.ssh.sshd import have_openssh, running_sshd
+
+    if os.geteuid() != 0 or not have_openssh() or shutil.which("sshpass") is None:
+        print("\n== SSH data path: skipped (needs root, OpenSSH and sshpass)")
+        return
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        os.chmod(tmp, 0o755)  # the sshd user reads the file
+        source = tmp / "session.bin"
+        written = 0
+        with source.open("wb") as fh:
+            while written < size:
+                for data in corpus:
+                    fh.write(data)
+                    written += len(data)
+                    if written >= size:
+                        break
+        source.chmod(0o644)
+        (tmp / "gw").mkdir()
+        with running_sshd(tmp / "sshd") as sshd:
+            extra = "".join(
+                f"""
+[[ssh]]
+name = "{name}"
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:{sshd.port}"
+credential = "{credential}"
+host_key = "{sshd.host_key}"
+record_limit = {limit}
+"""
+                for name, credential, limit in (("norec", "down", 0), ("full", "keyed", 1 << 40))
+            )
+            with ssh_gateway(tmp / "gw", sshd, extra=extra) as gw:
+                token = gw.token("bench-replay", ttl=3600)
+                cpu: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
+                rate: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
+                for _ in range(rounds):
+                    for leg, target in SSH_TARGETS.items():
+                        argv = [
+                            "sshpass", "-e", "ssh", "-tt", "-o", "StrictHostKeyChecking=no",
+                            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                            "-o", "PubkeyAuthentication=no", "-p", str(gw.ports[target]),
+                            "agent@127.0.0.1", f"cat {source}",
+                        ]  # fmt: skip
+                        c, t = time.process_time(), time.perf_counter()
+                        subprocess.run(
+                            argv,
+                            env={**os.environ, "SSHPASS": token},
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            check=True,
+                        )
+                        wall = time.perf_counter() - t
+                        # The writer may still be storing queued chunks and the keyframe
+                        # worker finishing: that CPU is this leg's, not the next one's.
+                        settled = time.process_time()
+                        while True:
+                            time.sleep(0.25)
+                            now = time.process_time()
+                            if now - settled < 0.01:
+                                break
+                            settled = now
+                        cpu[leg].append((settled - c) / (written / MB))
+                        rate[leg].append(written / MB / wall)
+    print(
+        f"\n== recording overhead on the SSH data path ({written / MB:.0f} MB of the session "
+        f"as PTY output, {rounds} rounds alternated)"
+    )
+    print(
+        "  each leg: median [min-max]; overhead: the median over rounds of the leg against "
+        "the unrecorded leg of the same round"
+    )
+    for leg in SSH_TARGETS:
+        c, r = statistics.median(cpu[leg]), statistics.median(rate[leg])
+        extra_cpu = statistics.median(
+            a / b - 1 for a, b in zip(cpu[leg], cpu["unrecorded"], strict=True)
+        )
+        slower = statistics.median(
+            a / b - 1 for a, b in zip(rate[leg], rate["unrecorded"], strict=True)
+        )
+        print(
+            f"  {leg:<16} gateway CPU {c * 1000:6.2f} ms/MB [{min(cpu[leg]) * 1000:.2f}-"
+            f"{max(cpu[leg]) * 1000:.2f}] ({extra_cpu:+.0%}), "
+            f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] ({slower:+.0%})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=float, default=200)
     parser.add_argument("--corpus-mb", type=float, default=16)
     parser.add_argument("--seeks", type=int, default=100)
     parser.add_argument("--write-kb", type=float, default=4, help="average size of a write")
+    parser.add_argument("--ssh-mb", type=float, default=50, help="0: skip the SSH section")
+    parser.add_argument("--ssh-rounds", type=int, default=5)
+    parser.add_argument("--ssh-only", action="store_true", help="only the SSH section")
     args = parser.parse_args()
     size = int(args.size_mb * MB)
 
@@ -160,6 +267,10 @@ def main() -> None:
     print(
         f"corpus: {len(corpus)} writes, {corpus_bytes / MB:.1f} MB in {time.perf_counter() - t:.1f} s"
     )
+    if args.ssh_mb > 0:
+        ssh_overhead(corpus, int(args.ssh_mb * MB), args.ssh_rounds)
+    if args.ssh_only:
+        return
     n_writes = len(corpus) * size // corpus_bytes + 1
     step = 3600.0 / n_writes
 
@@ -171,7 +282,11 @@ def main() -> None:
         Session.ConnectionAccepted, node="bench", protocol="ssh", target="t", listener="l", peer="p"
     )
     store.append([accepted])
-    recorder = SessionRecorder(log, sink, pty=True, clock=clock, keyframe_queue=1_000_000)
+    # An hour replayed in seconds: the keyframe worker's real-time CPU cap (10% of a core,
+    # twice what this session's 55 KB/s needs) would stretch it into an hour: no cap here.
+    recorder = SessionRecorder(
+        log, sink, pty=True, clock=clock, keyframe_queue=1_000_000, keyframe_share=None
+    )
     raw = 0
     record_cpu = store_cpu = 0.0
     process_start = time.process_time()

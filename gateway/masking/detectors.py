@@ -113,15 +113,51 @@ class Finding(NamedTuple):
     block: bool = False
 
 
-class Views:
-    """A buffer and the derived views the pre-filters search (``t``: translated, ``low``)."""
+DIGITS = b"0123456789"
 
-    __slots__ = ("buf", "low", "t")
+
+class Views:
+    """A buffer and the derived views the pre-filters search (``t``: translated, ``low``).
+
+    The derived views are made when first asked for: each costs a pass over the buffer
+    (about 1.4 and 0.8 ms per MB), and a buffer whose gates shut every family that needs
+    one (no digit: no translated view) never pays for it."""
+
+    __slots__ = ("_low", "_present", "_t", "buf")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
-        self.t = buf.translate(_TRANSLATION)
-        self.low = buf.lower()
+        self._t: bytes | None = None
+        self._low: bytes | None = None
+        self._present: dict[bytes, bool] = {}
+
+    @property
+    def t(self) -> bytes:
+        if self._t is None:
+            self._t = self.buf.translate(_TRANSLATION)
+        return self._t
+
+    @property
+    def low(self) -> bytes:
+        if self._low is None:
+            self._low = self.buf.lower()
+        return self._low
+
+    def holds(self, members: bytes) -> bool:
+        """Whether any byte of ``members`` occurs in the buffer: one memchr per byte (a
+        single byte is not cached: the lookup would cost as much as the memchr)."""
+        if len(members) == 1:
+            return members in self.buf
+        known = self._present.get(members)
+        if known is None:
+            buf = self.buf
+            known = False
+            for i in range(len(members)):
+                if members[i : i + 1] in buf:
+                    known = True
+                    break
+            self._present[members] = known
+        return known
 
 
 Validator = Callable[[bytes, "re.Match[bytes]"], Finding | None]
@@ -200,6 +236,12 @@ class Family:
     token: bytes = b""
     # A literal every ``finder`` match begins with, searched with bytes.find (see searchers).
     plain: bytes = b""
+    # Byte classes of the raw buffer that every hit meets: each hit contains at least one
+    # byte of every class, so a buffer lacking all bytes of one class has no hit at all,
+    # which a memchr per byte (``in``) finds out before any view is made or pattern runs.
+    # Most terminal output lacks one class of each family (no "@", no digit, no "_", no
+    # capital J), so it passes at memchr speed instead of one prefix scan per family.
+    gate: tuple[bytes, ...] = ()
 
 
 def _whole(kind: str) -> Validator:
@@ -306,6 +348,7 @@ _DIGITS = Family(
     literals=(b"ddddddddd", b"dsdddd", b"dddpdddd", rb"Pd(?<![dUaP]Pd)"),
     pre=(b"", b"", b"", b"+"),
     token=b"dspP",
+    gate=(DIGITS,),  # every literal holds a digit
     back=48,
     span=56,  # E.164: 5 + 6 * 7 + look-ahead 2 = 49; cards 37 + 1
 )
@@ -347,6 +390,7 @@ _IBAN = Family(
     view="t",
     finder=re.compile(rb"UUdd(?<![dUa]UUdd)"),  # the value's look-behind, translated
     plain=b"UUdd",
+    gate=(DIGITS,),  # "UUdd": a digit (capitals: 26 memchrs, more than the finder costs)
     back=0,
     span=66,
 )
@@ -430,6 +474,7 @@ _EMAIL = Family(
     # An "@" with a local-part byte before it and a domain byte after it ("@.@." is no hit).
     finder=re.compile(rb"@(?<=[A-Za-z0-9._%+\-]@)(?=[A-Za-z0-9])"),
     run=b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-",
+    gate=(b"@",),
     back=72,  # up to 8 leading dots and a 64-byte local part
     span=660,  # 8 + 64 + 1 + 63 + 8 * 64 + look-ahead 2 = 650
 )
@@ -480,12 +525,14 @@ _PEM = Family(
     name="pem",
     alternatives=(Alternative(kind=PRIVATE_KEY, pattern=PEM_BEGIN_RX, validate=_validate_pem),),
     finder=PEM_BEGIN_RX,  # a literal prefix: as fast as searching "-----BEGIN "
+    gate=(b"K", b"Y", b"V", b"-"),  # of "-----BEGIN ... PRIVATE KEY"
     span=120,
 )
 _JWT = Family(
     name="jwt",
     alternatives=(Alternative(kind=JWT, pattern=_JWT_RX, validate=_validate_jwt),),
     finder=re.compile(rb"eyJ(?<![A-Za-z0-9_\-.]eyJ)"),
+    gate=(b"J", b"y"),
     span=MAX_TOKEN + 8,
 )
 _CLOUD = Family(
@@ -495,6 +542,7 @@ _CLOUD = Family(
         Alternative(kind=GCP_API_KEY, pattern=_GCP_KEY_RX, validate=_whole(GCP_API_KEY)),
     ),
     finder=re.compile(rb"A(?:KIA|SIA|BIA|CCA|GPA|IDA|ROA|IPA|NPA|NVA|PKA|Iza)(?<![A-Za-z0-9]A...)"),
+    gate=(b"A",),
     span=48,
 )
 _GITHUB = Family(
@@ -505,12 +553,14 @@ _GITHUB = Family(
     finder=re.compile(
         rb"g(?:h[pousr]_(?<![A-Za-z0-9_]gh._)|ithub_pat_(?<![A-Za-z0-9_]github_pat_))"
     ),
+    gate=(b"_", b"h"),
     span=264,
 )
 _SLACK = Family(
     name="slack",
     alternatives=(Alternative(kind=SLACK_TOKEN, pattern=_SLACK_RX, validate=_whole(SLACK_TOKEN)),),
     finder=re.compile(rb"xox[abposre]-(?<![A-Za-z0-9_\-]xox.-)"),
+    gate=(b"-", b"x"),
     span=264,
 )
 
@@ -559,6 +609,7 @@ def select_families(kinds: frozenset[str]) -> list[Family]:
                 run=family.run,
                 token=family.token,
                 plain=family.plain,
+                gate=family.gate,
             )
         )
     return chosen

@@ -80,12 +80,19 @@ class _Cursor:
         scanning a small chunk)."""
         family = self._family
         self._views = views
-        self._hay = getattr(views, family.view)
         self._lit_next = [-2] * len(family.literals)
         self._marks = b""  # the view translated by family.token_table, made when first needed
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
         self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
+        buf = views.buf
+        for members in family.gate:
+            # No hit anywhere in this buffer: None answers every pos, and the view is not made.
+            if not (members in buf if len(members) == 1 else views.holds(members)):
+                self._result_from = 0
+                self._hay = b""
+                return
+        self._hay = getattr(views, family.view)
 
     def _hit(self, at: int) -> int:
         family = self._family
@@ -301,10 +308,11 @@ class Engine:
         """The families whose hit finder hits somewhere in the buffer: for a small buffer
         (a row) cheaper than creating a cursor for every family."""
         buf = views.buf
-        hays = {"buf": buf, "t": views.t, "low": views.low}
         hit: list[Family] = []
         for family, view, probes in self._probes:
-            hay = hays[view]
+            if not all(views.holds(members) for members in family.gate):
+                continue
+            hay = getattr(views, view)
             for pre, rx in probes:
                 if (not pre or pre in buf) and rx.search(hay) is not None:
                     hit.append(family)

@@ -130,6 +130,8 @@ class InputTap(Protocol):
     def feed(self, data: bytes) -> None: ...
     def idle(self) -> None: ...
     def idle_delay(self) -> float | None: ...
+    def resized(self, columns: int, lines: int) -> None:
+        """The client's terminal changed size (relayed upstream already)."""
 
 
 class ConnectionHandler(Protocol):
@@ -596,6 +598,8 @@ async def _pump_in(
                 data = await client.stdin.read(CHUNK)
             except asyncssh.TerminalSizeChanged as exc:
                 remote.change_terminal_size(exc.width, exc.height, exc.pixwidth, exc.pixheight)
+                if tap is not None:
+                    tap.resized(exc.width, exc.height)
                 continue
             except asyncssh.BreakReceived as exc:
                 remote.send_break(exc.msec)

@@ -36,6 +36,7 @@ from gateway.guard import Verdict
 from gateway.identity import Identity, TokenRejected
 from gateway.masking import DEFAULT_PROFILE, MaskingProfile, StreamMasker
 from gateway.policy.model import SessionKind
+from gateway.recording import SessionRecorder
 from gateway.session import SessionLog
 from gateway.ssh.host import (
     ClientConnection,
@@ -51,7 +52,7 @@ from gateway.ssh.host import (
     open_ssh_host,
 )
 from gateway.ssh.recording import (
-    ChunkRecorder,
+    ChannelStream,
     MaskingTap,
     PassThroughTap,
     SftpInputTap,
@@ -151,6 +152,7 @@ class SSHSession:
         self._upstream_lock = trio.Lock()
         self._closing: tuple[str, str] | None = None
         self._watch = trio.CancelScope()
+        self.recorder: SessionRecorder | None = None
         self.ctx.writer.submit(
             [
                 self.log.event(
@@ -201,7 +203,15 @@ class SSHSession:
             reason, detail = "error", error or "closed before authentication"
         else:
             reason, detail = "client_quit", error or ""
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.flush()  # the last chunks come before Closed
         self.ctx.writer.submit([self.log.event(Session.Closed, reason=reason, detail=detail)])
+        if recorder is not None:
+            try:  # the keyframe worker may finish its last screens, off the loop
+                self.proxy.nursery.start_soon(recorder.aclose)
+            except RuntimeError:  # the gateway is shutting down: write the index now
+                recorder.close()
         if self.upstream is not None:
             self.upstream.close()
 
@@ -369,19 +379,20 @@ class SSHSession:
             return
         profile = self.proxy.profile(verdict.masking_profile)
         interactive = channel.request.term_type is not None
+        recorder = self._recorder(channel)
 
-        def recorder(stream: str) -> ChunkRecorder:
-            return ChunkRecorder(
-                stream, started=self.started, emit=self._emit, limit=self.target.record_limit
-            )
+        def stream(name: str) -> ChannelStream:
+            return ChannelStream(recorder, name, limit=self.target.record_limit)
 
-        stdout = MaskingTap(StreamMasker(profile), recorder("stdout"))
-        stderr = MaskingTap(StreamMasker(profile), recorder("stderr"))
+        # A terminal's stdout and stderr are one screen: both are the "pty" stream, which
+        # replay renders (and the recorder keyframes); exec output keeps its two streams.
+        stdout = MaskingTap(StreamMasker(profile), stream("pty" if interactive else "stdout"))
+        stderr = MaskingTap(StreamMasker(profile), stream("pty" if interactive else "stderr"))
         typed = None
         if interactive:
             typed = TypedInputTap(
                 profile=profile,
-                recorder=recorder("input"),
+                recording=stream("input"),
                 output_tail=lambda: stdout.tail,
                 on_line=self._typed_line,
             )
@@ -394,6 +405,7 @@ class SSHSession:
             tap.close()
         if typed is not None:
             typed.close()
+        recorder.flush()  # the channel's chunks come before its ResponseRecorded
         masked: dict[str, int] = {}
         for counts in (stdout.masker.counts, stderr.masker.counts):
             for kind, n in counts.items():
@@ -420,7 +432,7 @@ class SSHSession:
                         "ended_by": result.ended_by,
                         "hidden_input_bytes": typed.hidden_bytes if typed else 0,
                     },
-                    truncated=stdout.recorder.truncated or stderr.recorder.truncated,
+                    truncated=stdout.recording.truncated or stderr.recording.truncated,
                 )
             ]
         )
@@ -484,18 +496,26 @@ class SSHSession:
             ]
         )
 
-    def _emit(self, stream: str, offset_ms: int, text: str, masked: dict[str, int]) -> None:
-        self.ctx.writer.submit(
-            [
-                self.log.event(
-                    Session.OutputRecorded,
-                    stream=stream,
-                    offset_ms=offset_ms,
-                    data=text,
-                    masked=masked,
-                )
-            ]
-        )
+    def _recorder(self, channel: ServerChannel) -> SessionRecorder:
+        """The connection's one recorder, made at its first recorded channel; offsets count
+        from the connection's start. A terminal channel starts screen keyframes."""
+        request = channel.request
+        columns, lines = request.term_size[0] or 80, request.term_size[1] or 24
+        pty = request.term_type is not None
+        recorder = self.recorder
+        if recorder is None:
+            recorder = self.recorder = SessionRecorder(
+                self.log,
+                self.ctx.writer,
+                pty=pty,
+                columns=columns,
+                lines=lines,
+                origin=self.started,
+            )
+            self.proxy.nursery.start_soon(recorder.run)
+        elif pty:
+            recorder.open_terminal(columns, lines)
+        return recorder
 
     def _typed_line(self, line: TypedLine) -> None:
         subject = self.identity.subject if self.identity else "?"

@@ -1,17 +1,16 @@
-"""What an SSH session records: masked output chunks, typed input, reconstructed lines.
+"""What an SSH session records: masked output, typed input, reconstructed lines.
 
 Theory of operation
 -------------------
 Pure and synchronous: the relay pumps call these taps for every chunk they move, so no
-event store, trio or asyncio here; events leave through an ``emit`` callback.
+event store, trio or asyncio here. What is recorded goes to the session's recorder (the
+shared ``gateway.recording.SessionRecorder``, seen here only through :class:`RecordSink`),
+which cuts chunks, indexes them and keeps screen keyframes for terminal streams: one
+recorder for both protocols.
 
-* :class:`ChunkRecorder` batches one stream's bytes into recording chunks (one
-  ``OutputRecorded`` each): a chunk is emitted when it reaches ``max_bytes`` (64 KiB) or
-  when its first byte is ``max_age`` (250 ms) old, so a bulk transfer costs one event per
-  64 KiB and an idle terminal shows up within a quarter second. Bytes are decoded with an
-  incremental UTF-8 decoder (a character split between chunks stays whole). Past
-  ``limit`` bytes per stream only counts are kept: the session's ``ResponseRecorded``
-  says ``truncated``.
+* :class:`ChannelStream` is one stream of one channel (``pty`` for a terminal channel,
+  else ``stdout``/``stderr``; ``input`` for typed keys). Past ``limit`` bytes only counts
+  are kept: the channel's ``ResponseRecorded`` says ``truncated``.
 * :class:`MaskingTap` (output) masks with a ``StreamMasker`` and records what the client
   was sent: the recording is exactly the masked stream, never the original.
 * :class:`TypedInputTap` (PTY input) records keystrokes through its own masker, leaves out
@@ -26,49 +25,35 @@ event store, trio or asyncio here; events leave through an ``emit`` callback.
 
 from __future__ import annotations
 
-import codecs
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.masking import MaskingProfile, StreamMasker, mask_text
 from gateway.ssh.sftp import SftpOperation, SftpRequestScanner
 
-Emit = Callable[[str, int, str, dict[str, int]], None]
-"""(stream, offset_ms, text, masked counts) of one recording chunk."""
-
-MAX_CHUNK = 64 * 1024
-MAX_AGE = 0.25
 MASK_IDLE = 0.03
 """A masker holding a possible value prefix releases it after this long without output."""
 DEFAULT_LIMIT = 8 * 1024 * 1024
 
 
-class ChunkRecorder:
-    def __init__(
-        self,
-        stream: str,
-        *,
-        started: float,
-        emit: Emit,
-        limit: int = DEFAULT_LIMIT,
-        max_bytes: int = MAX_CHUNK,
-        max_age: float = MAX_AGE,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+class RecordSink(Protocol):
+    """The session's recorder, as the taps see it."""
+
+    def record(
+        self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None
+    ) -> None: ...
+    def resize(self, columns: int, lines: int) -> None: ...
+
+
+class ChannelStream:
+    """One stream of one channel into the session's recording, up to ``limit`` bytes."""
+
+    def __init__(self, sink: RecordSink, stream: str, *, limit: int = DEFAULT_LIMIT) -> None:
+        self.sink = sink
         self.stream = stream
-        self.started = started
         self.limit = limit
-        self.max_bytes = max_bytes
-        self.max_age = max_age
-        self._emit = emit
-        self._clock = clock
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._first = 0.0
-        self._masked: dict[str, int] = {}
         self.recorded = 0
         self.seen = 0
 
@@ -76,50 +61,15 @@ class ChunkRecorder:
     def truncated(self) -> bool:
         return self.seen > self.recorded
 
-    @property
-    def pending(self) -> bool:
-        return self._size > 0 or bool(self._masked)
-
     def add(self, data: bytes, masked: dict[str, int] | None = None) -> None:
         self.seen += len(data)
-        if masked:
-            for kind, n in masked.items():
-                self._masked[kind] = self._masked.get(kind, 0) + n
-        room = self.limit - self.recorded - self._size
+        room = self.limit - self.recorded
         if room <= 0 or not data:
-            if self._masked and not self._size:
-                self.flush()
             return
-        if not self._size:
-            self._first = self._clock()
-        data = data[:room]
-        self._parts.append(data)
-        self._size += len(data)
-        if self._size >= self.max_bytes or self._clock() - self._first >= self.max_age:
-            self.flush()
-
-    def due(self) -> bool:
-        return self.pending and self._clock() - self._first >= self.max_age
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        data = b"".join(self._parts)
-        self._parts.clear()
-        self.recorded += self._size
-        self._size = 0
-        final = self.recorded >= self.limit
-        text = self._decoder.decode(data, final=final)
-        masked, self._masked = self._masked, {}
-        offset = int((self._first - self.started) * 1000) if data else 0
-        if text or masked:
-            self._emit(self.stream, max(0, offset), text, masked)
-
-    def close(self) -> None:
-        self.flush()
-        tail = self._decoder.decode(b"", final=True)
-        if tail:
-            self._emit(self.stream, int((self._clock() - self.started) * 1000), tail, {})
+        if len(data) > room:
+            data = data[:room]
+        self.recorded += len(data)
+        self.sink.record(self.stream, data, masked=masked)
 
 
 def _count_delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -129,9 +79,9 @@ def _count_delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 class MaskingTap:
     """An output stream: masked for the client, and that masked text recorded."""
 
-    def __init__(self, masker: StreamMasker, recorder: ChunkRecorder) -> None:
+    def __init__(self, masker: StreamMasker, recording: ChannelStream) -> None:
         self.masker = masker
-        self.recorder = recorder
+        self.recording = recording
         self.tail = b""
         self._counted: dict[str, int] = {}
 
@@ -140,7 +90,7 @@ class MaskingTap:
         delta = _count_delta(counts, self._counted) if counts != self._counted else None
         if delta:
             self._counted = dict(counts)
-        self.recorder.add(out, delta)
+        self.recording.add(out, delta)
         if out:
             self.tail = (self.tail + out[-256:])[-256:]
 
@@ -151,20 +101,16 @@ class MaskingTap:
 
     def idle(self) -> bytes:
         out = self.masker.flush() if self.masker.held else b""
-        self._record(out)
-        if out or self.recorder.due() or not self.masker.held:
-            self.recorder.flush()
+        if out:
+            self._record(out)
         return out
 
     def idle_delay(self) -> float | None:
-        if self.masker.held:
-            return MASK_IDLE
-        return MAX_AGE if self.recorder.pending else None
+        return MASK_IDLE if self.masker.held else None
 
     def close(self) -> bytes:
         out = self.masker.flush()
         self._record(out)
-        self.recorder.close()
         return out
 
 
@@ -253,13 +199,13 @@ class TypedInputTap:
         self,
         *,
         profile: MaskingProfile,
-        recorder: ChunkRecorder,
+        recording: ChannelStream,
         output_tail: Callable[[], bytes],
         on_line: Callable[[TypedLine], None],
     ) -> None:
         self.masker = StreamMasker(profile)
         self.profile = profile
-        self.recorder = recorder
+        self.recording = recording
         self.editor = LineEditor()
         self._output_tail = output_tail
         self._on_line = on_line
@@ -278,7 +224,7 @@ class TypedInputTap:
                 self.hidden_bytes += len(secret)
                 if end < 0:
                     return
-                self.recorder.add(self.masker.feed(b"[hidden input]"))
+                self.recording.add(self.masker.feed(b"[hidden input]"))
                 self._hidden = False
                 self._record(data[end : end + 1])
                 data = data[end + 1 :]
@@ -289,22 +235,23 @@ class TypedInputTap:
             return
 
     def _record(self, data: bytes) -> None:
-        self.recorder.add(self.masker.feed(data))
+        self.recording.add(self.masker.feed(data))
         for line in self.editor.feed(data):
             text = mask_text(self.profile, line.text.encode()).decode("utf-8", "replace")
             self._on_line(TypedLine(text=text, approximate=line.approximate))
 
     def idle(self) -> None:
         if self.masker.held:
-            self.recorder.add(self.masker.flush())
-        self.recorder.flush()
+            self.recording.add(self.masker.flush())
 
     def idle_delay(self) -> float | None:
-        return MAX_AGE if self.recorder.pending or self.masker.held else None
+        return MASK_IDLE if self.masker.held else None
+
+    def resized(self, columns: int, lines: int) -> None:
+        self.recording.sink.resize(columns, lines)
 
     def close(self) -> None:
-        self.recorder.add(self.masker.flush())
-        self.recorder.close()
+        self.recording.add(self.masker.flush())
 
 
 class PassThroughTap:
@@ -336,4 +283,7 @@ class SftpInputTap:
         return None
 
     def idle_delay(self) -> float | None:
+        return None
+
+    def resized(self, columns: int, lines: int) -> None:
         return None

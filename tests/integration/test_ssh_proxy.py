@@ -18,7 +18,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from events.domain import DomainEvent, Session, SessionControl
+from events.domain import DomainEvent, RecordingIndex, Session, SessionControl
+from events.recording import Recording
 
 from .harness import RunningGateway
 from .ssh.gateway import ssh_cli, ssh_gateway
@@ -310,6 +311,28 @@ def test_interactive_pty_session_is_relayed_and_recorded(gw: RunningGateway) -> 
     assert "stty size" in typed and "[hidden input]" in typed and "hunter2" not in typed
     [response] = [e for e in of(events, Session.ResponseRecorded) if e.seq == decided.seq]
     assert response.error_code == 5
+    # The shared recorder made it a seekable terminal recording: "pty" chunks, the resize,
+    # an index; the screen at the end shows what the agent saw (the secret never echoed).
+    streams = {e.stream for e in of(events, Session.OutputRecorded)}
+    assert streams == {"pty", "input"}
+    sizes = [(e.columns, e.lines) for e in of(events, Session.TerminalResized)]
+    assert sizes == [(80, 24), (100, 40)]
+    store = gw.store()
+    try:
+        session_id = events[0].originator_id
+        deadline = time.monotonic() + 10
+        index = RecordingIndex.id_for(session_id)
+        while not of(store.events_of(index), RecordingIndex.ChunksIndexed):
+            assert time.monotonic() < deadline, "the recording index was not written"
+            time.sleep(0.1)
+        recording = Recording.open(store, session_id)
+        assert recording.pty
+        end = recording.screen_at(recording.duration_ms)
+        screen = "\n".join(end.screen.display)
+        assert "got-7" in screen and "hunter2" not in screen
+        assert end.screen.columns == 100
+    finally:
+        store.close()
 
 
 # -- bulk -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures.masking.generate import positive
-from tests.unit.masking.helpers import GENERATORS, kinds, masked, spans
+from tests.unit.masking.helpers import GENERATORS, kinds, masked, spans, value
 
 CARDS = ["4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111", "378282246310005", "3782 822463 10005", "5555555555554444", "6011111111111117", "2223003122003222"]  # fmt: skip
 
@@ -185,3 +186,62 @@ def test_generated_positives_are_found_exactly(kind: str, rng: random.Random) ->
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash(data: bytes) -> None:
     masked(data)
+
+
+def _findings_without_gates(text: bytes) -> list[tuple[int, int, str]]:
+    """Every finding with each family's gate removed: the reference the gates must match."""
+    from gateway.masking import DEFAULT_PROFILE
+    from gateway.masking.engine import Engine
+
+    reference = Engine(DEFAULT_PROFILE)
+    reference._probes = tuple(
+        (dataclasses.replace(family, gate=()), view, probes)
+        for family, view, probes in reference._probes
+    )
+    assert all(not family.gate for family, _, _ in reference._probes)
+    return [(f.value_start, f.value_end, f.kind) for f in reference.findings(text)]
+
+
+_GATE_NOISE = st.sampled_from(
+    [" ", "\n", "-", "_", "@", "A", "J", "y", "x", "K", "V", "Y", "U", "DE", "12", "eyJ", "ghp_", "xoxb-", "AKIA"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(
+            _GATE_NOISE,
+            st.text(alphabet="abcdefghijklmnopqrstuvwxyz .:-", max_size=12),
+            st.builds(
+                value,
+                st.sampled_from(sorted(GENERATORS)),
+                st.integers(0, 10**6),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_family_gates_never_hide_a_value(parts: list[str]) -> None:
+    """A gate (bytes every hit of a family contains) only skips buffers that have no hit."""
+    text = "".join(parts).encode()
+    assert _findings_without_gates(text) == spans(text)
+
+
+@pytest.mark.parametrize("kind", sorted(GENERATORS))
+def test_every_gate_class_is_met_by_every_generated_value(kind: str) -> None:
+    """Each hit holds a byte of each of its family's gate classes (in the raw buffer)."""
+    from gateway.masking.detectors import BUILTIN_FAMILIES, Views
+
+    for seed in range(50):
+        raw = value(kind, seed).encode()
+        views = Views(raw)
+        for family in BUILTIN_FAMILIES:
+            if any(alt.kind == kind for alt in family.alternatives):
+                finders = [family.finder] if family.finder is not None else family.literal_rx
+                for finder in finders:
+                    assert finder is not None
+                    for m in finder.finditer(getattr(views, family.view)):
+                        hit = raw[m.start() : m.end()]
+                        for members in family.gate:
+                            assert any(b in members for b in hit), (family.name, kind, seed)

@@ -1,13 +1,19 @@
-"""Recording taps of the SSH proxy: chunking, masking, hidden input, line reconstruction."""
+"""Recording taps of the SSH proxy: per-channel limits, masking, hidden input, line reconstruction.
+
+Chunking, timing and keyframes are the shared ``SessionRecorder``'s (tests/events/test_recording.py
+and the SSH integration tests); here a plain list stands in for it.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.masking import DEFAULT_PROFILE, StreamMasker
 from gateway.ssh.recording import (
-    ChunkRecorder,
+    ChannelStream,
     LineEditor,
     MaskingTap,
     TypedInputTap,
@@ -16,85 +22,69 @@ from gateway.ssh.recording import (
 )
 
 
-class Clock:
+class Sink:
+    """What a recorder is given: (stream, bytes, masked counts) per call, and resizes."""
+
     def __init__(self) -> None:
-        self.now = 100.0
+        self.calls: list[tuple[str, bytes, dict[str, int]]] = []
+        self.sizes: list[tuple[int, int]] = []
 
-    def __call__(self) -> float:
-        return self.now
+    def record(self, stream: str, data: bytes, *, masked: Mapping[str, int] | None = None) -> None:
+        self.calls.append((stream, data, dict(masked or {})))
 
+    def resize(self, columns: int, lines: int) -> None:
+        self.sizes.append((columns, lines))
 
-def recorder(limit: int = 1 << 20, max_bytes: int = 16) -> tuple[ChunkRecorder, list, Clock]:
-    chunks: list[tuple[str, int, str, dict[str, int]]] = []
-    clock = Clock()
-    rec = ChunkRecorder(
-        "stdout",
-        started=99.0,
-        emit=lambda *a: chunks.append(a),
-        limit=limit,
-        max_bytes=max_bytes,
-        clock=clock,
-    )
-    return rec, chunks, clock
+    def text(self) -> str:
+        return b"".join(c[1] for c in self.calls).decode()
 
 
-def test_chunks_are_cut_by_size_and_by_age() -> None:
-    rec, chunks, clock = recorder(max_bytes=8)
-    rec.add(b"abc")
-    assert chunks == [] and rec.pending
-    rec.add(b"defgh")
-    assert chunks == [("stdout", 1000, "abcdefgh", {})]
-    rec.add(b"x")
-    clock.now += 0.3
-    assert rec.due()
-    rec.add(b"y")  # the first byte of this chunk is now 300 ms old
-    assert chunks[-1] == ("stdout", 1000, "xy", {})
-    assert not rec.pending
-
-
-def test_a_character_split_between_chunks_stays_whole() -> None:
-    rec, chunks, _ = recorder(max_bytes=2)
-    rec.add("é€".encode()[:1])
-    rec.add("é€".encode()[1:3])
-    rec.add("é€".encode()[3:])
-    rec.close()
-    assert "".join(c[2] for c in chunks) == "é€"
+def recorder(limit: int = 1 << 20, stream: str = "stdout") -> tuple[ChannelStream, Sink]:
+    sink = Sink()
+    return ChannelStream(sink, stream, limit=limit), sink
 
 
 def test_past_the_limit_only_counts_are_kept() -> None:
-    rec, chunks, _ = recorder(limit=10, max_bytes=4)
-    rec.add(b"0123456789abcdef")
-    rec.close()
-    assert "".join(c[2] for c in chunks) == "0123456789"
-    assert rec.seen == 16 and rec.truncated
+    rec, sink = recorder(limit=10)
+    rec.add(b"0123")
+    rec.add(b"456789abcdef")
+    rec.add(b"gh")
+    assert sink.text() == "0123456789"
+    assert rec.seen == 18 and rec.recorded == 10 and rec.truncated
 
 
-@given(st.lists(st.binary(max_size=40), max_size=30))
-def test_recording_is_the_stream_whatever_the_reads(parts: list[bytes]) -> None:
-    rec, chunks, _ = recorder(max_bytes=7)
+@given(st.lists(st.binary(max_size=40), max_size=30), st.integers(0, 400))
+def test_recording_is_the_stream_up_to_the_limit_whatever_the_reads(
+    parts: list[bytes], limit: int
+) -> None:
+    rec, sink = recorder(limit=limit)
     for part in parts:
         rec.add(part)
-    rec.close()
-    assert "".join(c[2] for c in chunks) == b"".join(parts).decode("utf-8", "replace")
+    whole = b"".join(parts)
+    assert b"".join(c[1] for c in sink.calls) == whole[:limit]
+    assert rec.truncated == (len(whole) > limit)
+    assert all(c[0] == "stdout" and c[1] for c in sink.calls)
 
 
 def test_masking_tap_sends_and_records_only_masked_text() -> None:
-    rec, chunks, _ = recorder(max_bytes=1 << 16)
+    rec, sink = recorder()
     tap = MaskingTap(StreamMasker(DEFAULT_PROFILE), rec)
     sent = tap.feed(b"card 4111 1111 ") + tap.feed(b"1111 1111\n")
     sent += tap.close()
     assert b"4111 1111 1111 1111" not in sent and sent.endswith(b"1111\n")
-    text = "".join(c[2] for c in chunks)
-    assert text == sent.decode()
-    assert sum(sum(c[3].values()) for c in chunks) == 1
+    assert sink.text() == sent.decode()
+    assert sum(sum(c[2].values()) for c in sink.calls) == 1
 
 
 def test_masking_tap_releases_held_bytes_when_idle() -> None:
-    rec, _, _ = recorder()
+    rec, sink = recorder()
     tap = MaskingTap(StreamMasker(DEFAULT_PROFILE), rec)
     assert tap.feed(b"$ ls") == b"$ "  # 'ls' could still grow into a value
-    assert tap.idle_delay() is not None and tap.idle_delay() < 0.1
+    delay = tap.idle_delay()
+    assert delay is not None and delay < 0.1
     assert tap.idle() == b"ls"
+    assert sink.text() == "$ ls"
+    assert tap.idle_delay() is None  # nothing held: no timer
 
 
 def test_secret_prompts_are_recognised() -> None:
@@ -106,16 +96,21 @@ def test_secret_prompts_are_recognised() -> None:
 
 
 def typed(tail: bytes, keys: list[bytes]) -> tuple[str, list[TypedLine], int]:
-    rec, chunks, _ = recorder(max_bytes=1 << 16)
+    rec, sink = recorder(stream="input")
     lines: list[TypedLine] = []
     out = {"tail": tail}
     tap = TypedInputTap(
-        profile=DEFAULT_PROFILE, recorder=rec, output_tail=lambda: out["tail"], on_line=lines.append
+        profile=DEFAULT_PROFILE,
+        recording=rec,
+        output_tail=lambda: out["tail"],
+        on_line=lines.append,
     )
     for key in keys:
         tap.feed(key)
+    tap.resized(100, 40)
     tap.close()
-    return "".join(c[2] for c in chunks), lines, tap.hidden_bytes
+    assert sink.sizes == [(100, 40)]
+    return sink.text(), lines, tap.hidden_bytes
 
 
 def test_input_after_a_password_prompt_is_not_recorded() -> None:

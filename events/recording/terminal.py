@@ -1,0 +1,348 @@
+"""Terminal emulation with exact snapshots: ``FastScreen``, ``Terminal``, keyframe spacing.
+
+See the package docstring (why ``FastScreen``, what a snapshot holds).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from typing import Any
+
+import pyte
+from pyte import charsets, modes
+from pyte.screens import Char, Cursor, Margins, Savepoint, wcwidth
+
+from events.domain import JSON
+from events.recording.chunks import DEFAULT_COLUMNS, DEFAULT_LINES
+
+# ------------------------------------------------------------------------------ screens
+
+
+class FastScreen(pyte.Screen):
+    """A pyte ``Screen`` whose ``draw`` is fast for printable ASCII and identical otherwise."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        self._glyphs: dict[Char, dict[str, Char]] = {}
+        super().__init__(columns, lines)
+
+    def draw(self, data: str) -> None:
+        text = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        if modes.IRM in self.mode or not 0 <= self.cursor.x <= self.columns:
+            super().draw(data)
+            return
+        # Translation maps one character to one, so ``data`` and ``text`` share indices:
+        # pyte gets the untranslated piece, as it would have.
+        pos = 0
+        for run in _PRINTABLE_ASCII.finditer(text):
+            if run.start() > pos:
+                if any(_stops_drawing(c) for c in text[pos : run.start()]):
+                    super().draw(data[pos:])  # pyte drops the rest of the text there
+                    return
+                super().draw(data[pos : run.start()])
+            self._draw_ascii(run.group())
+            pos = run.end()
+        if pos < len(text):
+            super().draw(data[pos:])
+
+    def _draw_ascii(self, text: str) -> None:
+        """pyte's ``draw`` for printable ASCII (width 1 each), a line's slice at a time."""
+        cursor = self.cursor
+        columns = self.columns
+        attrs = cursor.attrs
+        glyphs = self._glyphs.get(attrs)
+        if glyphs is None:
+            if len(self._glyphs) > 256:
+                self._glyphs.clear()
+            glyphs = self._glyphs[attrs] = {}
+        for char in set(text) - glyphs.keys():
+            glyphs[char] = attrs._replace(data=char)
+        wrap = modes.DECAWM in self.mode
+        i, n = 0, len(text)
+        while i < n:
+            if cursor.x == columns:
+                if wrap:
+                    self.dirty.add(cursor.y)
+                    self.carriage_return()
+                    self.linefeed()
+                else:
+                    cursor.x -= 1
+            take = min(columns - cursor.x, n - i)
+            x = cursor.x
+            self.buffer[cursor.y].update(
+                zip(range(x, x + take), map(glyphs.__getitem__, text[i : i + take]), strict=True)
+            )
+            cursor.x = min(x + take, columns)
+            i += take
+        self.dirty.add(cursor.y)
+
+
+_PRINTABLE_ASCII = re.compile("[\x20-\x7e]+")
+_PLAIN_CSI = re.compile("\x1b\\[([0-9;]*)([@A-Za-z`])")
+_CSI_METHODS: dict[str, str] = dict(pyte.Stream.csi)
+
+
+def _stops_drawing(char: str) -> bool:
+    """pyte's ``draw`` stops at a character of negative width or a zero-width non-combining."""
+    width = wcwidth(char)
+    return width < 0 or (width == 0 and not unicodedata.combining(char))
+
+
+_FLAGS = ("bold", "italics", "underscore", "strikethrough", "reverse", "blink")
+_MAP_CODES = {id(m): code for code, m in charsets.MAPS.items()}
+
+
+def _attrs_out(c: Char) -> list[JSON]:
+    flags = sum(1 << i for i, name in enumerate(_FLAGS) if getattr(c, name))
+    return [c.fg, c.bg, flags]
+
+
+def _attrs_in(data: str, fg: str, bg: str, flags: int) -> Char:
+    bits = {name: bool(flags >> i & 1) for i, name in enumerate(_FLAGS)}
+    return Char(data=data, fg=fg, bg=bg, **bits)
+
+
+def _charset_out(table: str) -> str:
+    code = _MAP_CODES.get(id(table))
+    if code is None:
+        code = next((k for k, m in charsets.MAPS.items() if m == table), None)
+    return code if code is not None else "raw:" + table
+
+
+def _charset_in(code: str) -> str:
+    return code[4:] if code.startswith("raw:") else charsets.MAPS[code]
+
+
+def _cursor_out(c: Cursor) -> list[JSON]:
+    return [c.x, c.y, c.hidden, c.attrs.data, *_attrs_out(c.attrs)]
+
+
+def _cursor_in(v: list[Any]) -> Cursor:
+    cursor = Cursor(v[0], v[1], _attrs_in(*v[3:]))
+    cursor.hidden = bool(v[2])
+    return cursor
+
+
+class Terminal:
+    """A pyte screen and byte stream that can be snapshot and restored exactly."""
+
+    def __init__(self, columns: int = DEFAULT_COLUMNS, lines: int = DEFAULT_LINES) -> None:
+        self.screen = FastScreen(columns, lines)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def feed(self, data: bytes) -> None:
+        """``ByteStream.feed``, with plain CSI sequences dispatched without the parser.
+
+        pyte's parser is a generator fed one character at a time; colors and cursor moves
+        (``ESC [ 1;31 m``, ``ESC [ 5;10 H``) are most of a busy terminal's escapes. Where the
+        parser is in its ground state such a sequence is decoded here exactly as pyte does
+        (empty parameter 0, at most 9999) and the same screen method is called; anything
+        else, or any sequence met while the parser is inside another one, goes to pyte.
+        """
+        stream = self.stream
+        text = stream.utf8_decoder.decode(data) if stream.use_utf8 else "".join(map(chr, data))
+        plain = pyte.Stream.feed
+        screen = self.screen
+        pos = 0
+        for match in _PLAIN_CSI.finditer(text):
+            method = _CSI_METHODS.get(match.group(2))
+            if method is None:
+                continue
+            if match.start() > pos:
+                plain(stream, text[pos : match.start()])
+            if stream._taking_plain_text:
+                params = [min(int(p or 0), 9999) for p in match.group(1).split(";")]
+                getattr(screen, method)(*params)
+            else:
+                plain(stream, match.group())
+            pos = match.end()
+        if pos < len(text):
+            plain(stream, text[pos:])
+
+    def resize(self, columns: int, lines: int) -> None:
+        self.screen.resize(lines, columns)
+
+    @property
+    def at_ground(self) -> bool:
+        """True when no escape sequence or UTF-8 character is half-way through."""
+        decoder = self.stream.utf8_decoder
+        return bool(self.stream._taking_plain_text) and not decoder.getstate()[0]
+
+    def snapshot(self) -> dict[str, JSON]:
+        """The whole screen state as JSON-native values (only valid at ground state)."""
+        s = self.screen
+        rows: list[list[JSON]] = []
+        for y in sorted(s.buffer):
+            runs: list[list[JSON]] = []
+            line = s.buffer[y]
+            run: list[Any] | None = None
+            for x in sorted(line):
+                # Every stored cell counts, default-looking ones too: erasing rewrites only
+                # the cells a line holds, so which cells exist is part of the state.
+                c = line[x]
+                attrs = _attrs_out(c)
+                if (
+                    run is not None
+                    and len(c.data) == 1
+                    and run[0] + run[1] == x
+                    and run[1] == len(run[2])
+                    and run[3:] == attrs
+                ):
+                    run[1] += 1
+                    run[2] += c.data
+                else:
+                    run = [x, 1, c.data, *attrs]
+                    runs.append(run)
+                    if len(c.data) != 1:
+                        run = None  # a stub or combined cell stands alone
+            # Empty lines too: pyte moves a line in delete_lines only if the one below exists.
+            rows.append([y, runs])
+        return {
+            "columns": s.columns,
+            "lines": s.lines,
+            "rows": rows,
+            "cursor": _cursor_out(s.cursor),
+            "mode": sorted(s.mode),
+            "margins": list(s.margins) if s.margins is not None else None,
+            "charset": s.charset,
+            "g0": _charset_out(s.g0_charset),
+            "g1": _charset_out(s.g1_charset),
+            "tabstops": sorted(s.tabstops),
+            "savepoints": [
+                [
+                    _cursor_out(p.cursor),
+                    _charset_out(p.g0_charset),
+                    _charset_out(p.g1_charset),
+                    p.charset,
+                    p.origin,
+                    p.wrap,
+                ]
+                for p in s.savepoints
+            ],
+            "saved_columns": s.saved_columns,
+            "title": s.title,
+            "icon_name": s.icon_name,
+            "use_utf8": self.stream.use_utf8,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> Terminal:
+        term = cls(state["columns"], state["lines"])
+        s = term.screen
+        s.mode = set(state["mode"])  # first: it decides the default cell of new lines
+        default = s.default_char
+        for y, runs in state["rows"]:
+            line = s.buffer[y]
+            line.default = default
+            for x, count, text, fg, bg, flags in runs:
+                if count == len(text):
+                    for i, ch in enumerate(text):
+                        line[x + i] = _attrs_in(ch, fg, bg, flags)
+                else:
+                    line[x] = _attrs_in(text, fg, bg, flags)
+        s.cursor = _cursor_in(state["cursor"])
+        s.margins = Margins(*state["margins"]) if state["margins"] is not None else None
+        s.charset = state["charset"]
+        s.g0_charset = _charset_in(state["g0"])
+        s.g1_charset = _charset_in(state["g1"])
+        s.tabstops = set(state["tabstops"])
+        s.savepoints = [
+            Savepoint(_cursor_in(c), _charset_in(g0), _charset_in(g1), cs, origin, wrap)
+            for c, g0, g1, cs, origin, wrap in state["savepoints"]
+        ]
+        s.saved_columns = state["saved_columns"]
+        s.title = state["title"]
+        s.icon_name = state["icon_name"]
+        s.dirty.clear()
+        term.stream.use_utf8 = state["use_utf8"]
+        return term
+
+    def to_ansi(self) -> str:
+        """Escape sequences that repaint this screen on a real terminal (for ``--at``)."""
+        s = self.screen
+        out = ["\x1b[0m\x1b[H\x1b[2J"]
+        for y in range(s.lines):
+            out.append(f"\x1b[{y + 1};1H")
+            line = s.buffer[y]
+            last: tuple[Any, ...] | None = None
+            x = 0
+            while x < s.columns:
+                c = line[x]
+                key = tuple(c[1:])
+                if key != last:
+                    out.append(_sgr(c))
+                    last = key
+                out.append(c.data or "")
+                x += 2 if c.data and x + 1 < s.columns and line[x + 1].data == "" else 1
+        out.append(f"\x1b[0m\x1b[{s.cursor.y + 1};{s.cursor.x + 1}H")
+        out.append("\x1b[?25l" if s.cursor.hidden else "\x1b[?25h")
+        return "".join(out)
+
+
+_SGR_FLAGS = {
+    "bold": 1,
+    "italics": 3,
+    "underscore": 4,
+    "blink": 5,
+    "reverse": 7,
+    "strikethrough": 9,
+}
+_COLOURS = {
+    name: i
+    for i, name in enumerate(["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"])
+}
+
+
+def _colour(value: str, base: int) -> str | None:
+    if value == "default":
+        return None
+    if value in _COLOURS:
+        return str(base + _COLOURS[value])
+    bright = value.removeprefix("bright")
+    if bright in _COLOURS:
+        return str(base + 60 + _COLOURS[bright])
+    if len(value) == 6:
+        try:
+            r, g, b = (int(value[i : i + 2], 16) for i in (0, 2, 4))
+        except ValueError:
+            return None
+        return f"{base + 8};2;{r};{g};{b}"
+    return None
+
+
+def _sgr(c: Char) -> str:
+    codes = ["0"] + [str(v) for k, v in _SGR_FLAGS.items() if getattr(c, k)]
+    codes += [x for x in (_colour(c.fg, 30), _colour(c.bg, 40)) if x is not None]
+    return f"\x1b[{';'.join(codes)}m"
+
+
+class KeyframeSpacing:
+    """When to keep a keyframe: at ground state, after ``cpu_ms`` of rendering or
+    ``max_bytes`` of output since the last one.
+
+    Spacing by rendering time bounds what a seek costs whatever the output is like (plain
+    text renders several times faster than escape-heavy redraws); the byte bound keeps
+    keyframes coming on fast machines.
+    """
+
+    def __init__(self, *, cpu_ms: float, max_bytes: int, position: int = 0) -> None:
+        self.cpu_ms = cpu_ms
+        self.max_bytes = max_bytes
+        self.restart(position)
+
+    def restart(self, position: int) -> None:
+        self.position = position
+        self.cpu = time.thread_time()
+
+    def due(self, term: Terminal, position: int) -> bool:
+        if not term.at_ground:
+            return False
+        return (
+            position - self.position >= self.max_bytes
+            or (time.thread_time() - self.cpu) * 1000 >= self.cpu_ms
+        )
+
+
+def same_screen(a: Terminal, b: Terminal) -> bool:
+    return a.snapshot() == b.snapshot()
