@@ -29,7 +29,7 @@ from gateway.policy import (
     load_policy,
     normalize_sql,
 )
-from gateway.policy.sql_tokens import DEFAULT_SQL_MODE, Tok, tokenize
+from gateway.policy.sql_tokens import DEFAULT_SQL_MODE, Tok, scan_readings, tokenize
 
 pytestmark = pytest.mark.mariadb
 
@@ -347,7 +347,13 @@ def test_statement_count_agrees_with_the_server(db: Any, parts: list[str]) -> No
         return  # we refused to read it, which is always safe
     # A piece that is only a comment after a ";" comes back as an empty OK result.
     selected = [r for r in results if r]
-    assert len(selected) == len(classified), (text, classified)
+    if len(scan_readings(text)) > 1:
+        # A versioned comment (/*!50700 ...*/, /*M! ...*/) runs or not depending on the
+        # server's version, which the classifier does not know: it decides on the union of
+        # both readings, so it may see more than this server runs, never less.
+        assert len(selected) <= len(classified), (text, classified)
+    else:
+        assert len(selected) == len(classified), (text, classified)
     assert all(s.kind is StatementKind.SELECT for s in classified), (text, classified)
 
 
