@@ -13,7 +13,7 @@ upstream_tls = false            # TLS to the real server (verified with upstream
 upstream_ca = "ca.pem"
 max_hold = "30s"                # how long a client waits on a held command
 handshake_timeout = "10s"
-record_rows = 100               # result rows recorded per statement, as the client saw them
+record_rows = 20                # result rows recorded per statement, as the client saw them
 pool_size = 8                   # upstream logins kept for reuse after a clean quit (0: none)
 
 [[ssh]]
@@ -69,7 +69,7 @@ class MySQLTarget:
     max_hold: float = 30.0
     handshake_timeout: float = 10.0
     connect_timeout: float = 5.0
-    record_rows: int = 100  # result rows recorded per statement (masked); then only counted
+    record_rows: int = 20  # result rows recorded per statement (masked); then only counted
     pool_size: int = 8  # upstream logins kept after a clean quit, reset, for the next session
 
     @property
@@ -134,9 +134,7 @@ def mysql_targets(settings: Settings) -> list[MySQLTarget]:
             allow_plaintext=bool(t.get("allow_plaintext", False)),
             upstream_tls=bool(t.get("upstream_tls", False)),
             upstream_ca=_path(base, t.get("upstream_ca")),
-            record_rows=_count(
-                t.get("record_rows", 100), f"[[mysql]] {common['name']} record_rows"
-            ),
+            record_rows=_count(t.get("record_rows", 20), f"[[mysql]] {common['name']} record_rows"),
             pool_size=_count(t.get("pool_size", 8), f"[[mysql]] {common['name']} pool_size"),
         )
         if (target.tls_cert is None) != (target.tls_key is None):

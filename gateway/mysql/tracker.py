@@ -151,6 +151,7 @@ class ResponseTracker:
     """
 
     __slots__ = (
+        "_binary_columns",
         "_cache_metadata",
         "_column_index",
         "_column_payloads",
@@ -206,6 +207,7 @@ class ResponseTracker:
         self._column_index = 0
         self._columns_expected = 0
         self._column_payloads: list[bytes] = []
+        self._binary_columns: tuple[tuple[int, int], tuple[BinaryColumn, ...]] | None = None
         self._param_payloads: list[bytes] = []
         self._columns: list[ColumnDefinition41] | None = None
         self._ok_payload: bytes | None = None
@@ -281,14 +283,21 @@ class ResponseTracker:
 
     def binary_row_columns(self) -> tuple[BinaryColumn, ...]:
         """(type, unsigned) per column for ``rows.decode_binary_row`` on this response's rows."""
-        if not self._column_payloads:
+        payloads = self._column_payloads
+        if not payloads:
             return self.fetch_columns
+        key = (id(payloads), len(payloads))  # a new result set starts a new list
+        cached = self._binary_columns
+        if cached is not None and cached[0] == key:
+            return cached[1]
         ext = self._extended_metadata
         types = []
-        for payload in self._column_payloads:
+        for payload in payloads:
             column_type, flags = ColumnDefinition41.peek_type(payload, extended_metadata=ext)
             types.append((column_type, bool(flags & _UNSIGNED)))
-        return tuple(types)
+        found = tuple(types)
+        self._binary_columns = (key, found)
+        return found
 
     @property
     def phase(self) -> ResponsePhase:

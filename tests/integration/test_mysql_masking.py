@@ -46,7 +46,7 @@ statements = ["SELECT", "SHOW", "SESSION"]
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     tmp = tmp_path_factory.mktemp("masking")
     cert, key = self_signed_certificate(tmp)
-    extra = f'tls_cert = "{cert}"\ntls_key = "{key}"'
+    extra = f'tls_cert = "{cert}"\ntls_key = "{key}"\nrecord_rows = 100'
     with running_gateway(tmp, policy=POLICY, database=DB, extra=extra) as g:
         subprocess.run(
             ["/usr/bin/mysql", "-h", "127.0.0.1", "-u", "root", DB],
