@@ -179,7 +179,7 @@ class SessionRecorder:
         chunk_bytes: int = 65536,
         chunk_ms: int = 250,
         keyframe_bytes: int = 1 << 20,
-        keyframe_cpu_ms: float = 20.0,
+        keyframe_cpu_ms: float = 25.0,
         keyframe_queue: int = 64,
         keyframe_share: float | None = KEYFRAME_SHARE,
         clock: Callable[[], float] = time.monotonic,

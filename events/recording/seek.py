@@ -56,7 +56,7 @@ class Recording:
     chunks: list[ChunkRef]
     keyframes: list[Keyframe]
     keyframe_bytes: int = 1 << 20
-    keyframe_cpu_ms: float = 20.0
+    keyframe_cpu_ms: float = 25.0
     _kf_versions: list[int] = field(default_factory=list)
 
     @classmethod
