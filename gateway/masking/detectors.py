@@ -328,10 +328,26 @@ def _validate_ssn(buf: bytes, m: re.Match[bytes]) -> Finding | None:
 
 
 def _validate_e164(buf: bytes, m: re.Match[bytes]) -> Finding | None:
-    if not 8 <= digit_count(m.group()) <= 15:
+    text = m.group()
+    end = len(text)
+    digits = digit_count(text)
+    # The pattern takes every digit group that follows; when that is more than a number
+    # can have ("+1 201 100 0000 00000"), the number is the longest run of whole groups
+    # that fits: masking it is safe, rejecting the whole match would leak it.
+    while digits > 15:
+        cut = max(text.rfind(b" ", 0, end), text.rfind(b".", 0, end), text.rfind(b"-", 0, end))
+        if cut <= 0:
+            return None
+        end = cut
+        digits = digit_count(text[:end])
+    if digits < 8:
         return None
     return Finding(
-        start=m.start(), end=m.end(), kind=PHONE, value_start=m.start(), value_end=m.end()
+        start=m.start(),
+        end=m.start() + end,
+        kind=PHONE,
+        value_start=m.start(),
+        value_end=m.start() + end,
     )
 
 
