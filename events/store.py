@@ -64,6 +64,8 @@ PG_RECONNECT_WINDOW = 2.0
 """Seconds a lost PostgreSQL pool connection is retried in the background before the next
 writer asks for a fresh one (see ``EventStore.__init__``)."""
 A = TypeVar("A", bound=Aggregate)
+TRAIN_SAMPLE_MAX = 4096
+"""Events larger than this (bytes of JSON) are left out of dictionary training."""
 
 
 class StoreError(Exception):
@@ -490,7 +492,13 @@ class EventStore:
             state = n.state
             if cipher is not None:
                 state = cipher.decrypt(state)
-            raw.append(self.compressor.decompress(state))
+            plain = self.compressor.decompress(state)
+            # The dictionary is for small events (large ones compress well without one);
+            # big samples would only make training slow (seconds of CPU on recorded output).
+            if len(plain) <= TRAIN_SAMPLE_MAX:
+                raw.append(plain)
+        if len(raw) < 100:
+            return None
         dict_id, data = train_dictionary(raw)
         r = self.recorder
         if isinstance(r, ChainedSQLiteRecorder):
