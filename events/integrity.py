@@ -52,40 +52,21 @@ class ChainEntry:
 
 
 def link(prev: bytes, event: RawEvent, key: bytes | None) -> bytes:
-    """The chain hash of ``event`` following ``prev``."""
-    return link_fields(
-        prev,
-        event.notification_id,
-        event.originator_id.encode(),
-        event.originator_version,
-        event.topic.encode(),
-        event.state,
-        key,
-    )
-
-
-def link_fields(
-    prev: bytes,
-    notification_id: int,
-    originator_id: bytes,
-    originator_version: int,
-    topic: bytes,
-    state: bytes,
-    key: bytes | None,
-) -> bytes:
-    """:func:`link` on the fields themselves (ids and topic as UTF-8), for the writers."""
-    pack = _U64.pack
+    """The chain hash of ``event`` following ``prev`` (the writers build the same message
+    from cached parts: ``events.recorders._chain``)."""
+    oid = event.originator_id.encode()
+    topic = event.topic.encode()
     message = b"".join(
         (
             prev,
-            pack(notification_id),
-            pack(len(originator_id)),
-            originator_id,
-            pack(originator_version),
-            pack(len(topic)),
+            _U64.pack(event.notification_id),
+            _U64.pack(len(oid)),
+            oid,
+            _U64.pack(event.originator_version),
+            _U64.pack(len(topic)),
             topic,
-            pack(len(state)),
-            state,
+            _U64.pack(len(event.state)),
+            event.state,
         )
     )
     if key is not None:

@@ -86,15 +86,12 @@ class EventWriter:
         if submission.error is not None:
             raise submission.error
 
-    def submit(self, events: Sequence[DomainEvent], *, now: bool = False) -> None:
-        """Queue ``events`` to ride on the next transaction; does not wait. With ``now``
-        the writer is woken for them (a session's last events: readers expect them soon)."""
-        if now:
-            self._send.send_nowait(_Submission(events, None))
-        else:
-            self._deferred.append(_Submission(events, None))
-            if not self._armed.is_set():
-                self._armed.set()
+    def submit(self, events: Sequence[DomainEvent]) -> None:
+        """Queue ``events`` to ride on the next transaction; does not wait (at most
+        ``flush_after`` when no write comes to carry them)."""
+        self._deferred.append(_Submission(events, None))
+        if not self._armed.is_set():
+            self._armed.set()
         self.stats.queue_depth += 1
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
