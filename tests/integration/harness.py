@@ -48,13 +48,11 @@ def ensure_app_user(database: str) -> None:
         cur.execute("GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'wg_app'@'127.0.0.1'")
 
 
-@dataclass
-class RunningGateway:
-    settings: Settings
+class _Clients:
+    """Tokens and PyMySQL connections for a gateway under test (``idp`` and ``ports``)."""
+
     idp: DevIdP
     ports: dict[str, int]
-    started: Started
-    data_dir: Path
 
     def token(
         self, subject: str = "agent-7", groups: tuple[str, ...] = ("agents",), ttl: int = 600
@@ -69,6 +67,15 @@ class RunningGateway:
             password=token if token is not None else self.token(),
             **kw,  # type: ignore[arg-type]
         )
+
+
+@dataclass
+class RunningGateway(_Clients):
+    settings: Settings
+    idp: DevIdP
+    ports: dict[str, int]
+    started: Started
+    data_dir: Path
 
     def store(self) -> EventStore:
         return EventStore(self.settings.store)
@@ -202,7 +209,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class GatewayProcess:
+class GatewayProcess(_Clients):
     """``wardgate serve`` in its own process (for measuring its memory or CPU)."""
 
     process: subprocess.Popen[str]
@@ -210,20 +217,6 @@ class GatewayProcess:
     idp: DevIdP
     ports: dict[str, int]
     data_dir: Path
-
-    def token(
-        self, subject: str = "agent-7", groups: tuple[str, ...] = ("agents",), ttl: int = 600
-    ) -> str:
-        return self.idp.issue_token(subject, groups, ttl)
-
-    def connect(self, token: str | None = None, target: str = "shop", **kw: object):  # type: ignore[no-untyped-def]
-        return pymysql.connect(
-            host="127.0.0.1",
-            port=self.ports[target],
-            user="agent",
-            password=token if token is not None else self.token(),
-            **kw,  # type: ignore[arg-type]
-        )
 
     def rss_kib(self) -> int:
         """The process's resident memory (VmRSS) in KiB."""
