@@ -13,6 +13,7 @@ from events.domain import DomainEvent, SessionControl
 from events.store import EventStore
 from gateway.guard import Guard
 from gateway.identity import TokenVerifier
+from gateway.keyframe_process import KeyframeProcess
 from gateway.live import LiveViews
 from gateway.vault import Vault
 from gateway.writer import EventWriter
@@ -98,3 +99,4 @@ class GatewayContext:
     verifier: TokenVerifier
     vault: Vault
     sessions: SessionRegistry = field(default_factory=SessionRegistry)
+    keyframes: KeyframeProcess | None = None

@@ -14,12 +14,16 @@ the store.
 
 The seek index (``RecordingIndex``, a stream of its own) lists the chunks every 64 of them
 and at the end. Terminal (PTY) sessions also get screen keyframes. Rendering costs pyte
-time, so it happens in a worker thread fed through a bounded queue: the data path only
-enqueues a reference to bytes it already has. If the worker falls behind and the queue is
-full, it stops for the rest of the session (it cannot skip bytes and stay exact); seeking
-is then slower, never wrong, because ``replay`` renders from the last keyframe there is and
-caches keyframes as it goes. Keyframes the worker finishes are emitted by the owning task
-on its next call (events of a stream are numbered by one task only).
+time (about 1 MB/s), so it never happens on the data path: in the gateway a child process
+renders (``keyframes=``, :mod:`gateway.keyframe_process`: at a lower priority, off the
+GIL); without one (a library user, the benchmark's isolated recorder) a worker thread
+does, capped at ``keyframe_share`` of a core because it shares the GIL. Either is fed
+through a bounded queue: the data path only enqueues a reference to bytes it already has.
+If the renderer falls behind and the queue is full, keyframing stops for the rest of the
+session (it cannot skip bytes and stay exact); seeking is then slower, never wrong,
+because ``replay`` renders from the last keyframe there is and caches keyframes as it
+goes. Keyframes the renderer finishes are emitted by the owning task on its next call
+(events of a stream are numbered by one task only).
 
 Input typed while the terminal does not echo is left out, best effort: after output that
 ends in a password or passphrase prompt, input is dropped up to and including the next
@@ -48,6 +52,7 @@ from events.recording import (
     index_entry,
     utf8_tail,
 )
+from gateway.keyframe_process import KeyframeProcess, ProcessKeyframeWorker
 from gateway.session import SessionLog
 
 MARK_MS = 10
@@ -118,6 +123,9 @@ class _KeyframeWorker:
         except queue.Full:
             self.lost = True
 
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
     def _run(self) -> None:
         term, position, spacing, share = self._term, 0, self.spacing, self.share
         spacing.restart(0)
@@ -182,6 +190,7 @@ class SessionRecorder:
         keyframe_cpu_ms: float = 25.0,
         keyframe_queue: int = 64,
         keyframe_share: float | None = KEYFRAME_SHARE,
+        keyframes: KeyframeProcess | None = None,
         clock: Callable[[], float] = time.monotonic,
         origin: float | None = None,
     ) -> None:
@@ -194,6 +203,7 @@ class SessionRecorder:
         now = clock()
         self._t0 = now if origin is None else origin
         self._keyframe_settings = (keyframe_cpu_ms, keyframe_bytes, keyframe_queue, keyframe_share)
+        self._keyframes = keyframes
         self._buffers: dict[str, _Buffer] = {}
         self._index_id = RecordingIndex.id_for(log.id)
         self._index_version = 0
@@ -222,8 +232,10 @@ class SessionRecorder:
             events.insert(0, resized)
         writer.submit(events)
 
-    def _start_worker(self, columns: int, lines: int) -> _KeyframeWorker:
+    def _start_worker(self, columns: int, lines: int) -> _KeyframeWorker | ProcessKeyframeWorker:
         cpu_ms, max_bytes, depth, share = self._keyframe_settings
+        if self._keyframes is not None:
+            return self._keyframes.worker(columns, lines, cpu_ms=cpu_ms, max_bytes=max_bytes)
         spacing = KeyframeSpacing(cpu_ms=cpu_ms, max_bytes=max_bytes)
         return _KeyframeWorker(columns, lines, spacing, depth, share)
 
@@ -304,7 +316,7 @@ class SessionRecorder:
         if self._worker is not None:
             self._worker.stop()
             if wait > 0:
-                self._worker.thread.join(wait)
+                self._worker.join(wait)
         self._drain(final=True)
         self.closed = True
 
@@ -315,7 +327,7 @@ class SessionRecorder:
         self.flush()
         if self._worker is not None:
             self._worker.stop()
-            await trio.to_thread.run_sync(self._worker.thread.join, wait, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(self._worker.join, wait, abandon_on_cancel=True)
         self.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

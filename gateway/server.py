@@ -30,6 +30,7 @@ from gateway.errors import UserError
 from gateway.guard import Guard
 from gateway.identity import IdentityProviderUnavailable, TokenVerifier
 from gateway.identity_settings import IdentitySettings, IdentitySettingsError
+from gateway.keyframe_process import KeyframeProcess
 from gateway.live import LiveViews
 from gateway.mysql.proxy import MySQLProxy
 from gateway.policy import PolicyError
@@ -133,6 +134,7 @@ class Gateway:
             guard=guard,
             verifier=verifier,
             vault=vault,
+            keyframes=KeyframeProcess(),
         )
         views.listeners.append(ctx.sessions.on_events)
         self.context = ctx
@@ -174,6 +176,8 @@ class Gateway:
                 task_status.started(started)
         finally:
             with trio.CancelScope(shield=True):
+                assert ctx.keyframes is not None
+                await trio.to_thread.run_sync(ctx.keyframes.close)
                 await trio.to_thread.run_sync(store.close)
 
 

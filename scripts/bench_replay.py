@@ -196,6 +196,9 @@ record_limit = {limit}
                 token = gw.token("bench-replay", ttl=3600)
                 cpu: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
                 rate: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
+                render: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
+                context = gw.started.context
+                renderer = context.keyframes if context is not None else None
                 for _ in range(rounds):
                     for leg, target in SSH_TARGETS.items():
                         argv = [
@@ -205,6 +208,7 @@ record_limit = {limit}
                             "agent@127.0.0.1", f"cat {source}",
                         ]  # fmt: skip
                         c, t = time.process_time(), time.perf_counter()
+                        k = _process_cpu(renderer.pid if renderer else None)
                         subprocess.run(
                             argv,
                             env={**os.environ, "SSHPASS": token},
@@ -216,13 +220,16 @@ record_limit = {limit}
                         # The writer may still be storing queued chunks and the keyframe
                         # worker finishing: that CPU is this leg's, not the next one's.
                         settled = time.process_time()
+                        child = _process_cpu(renderer.pid if renderer else None)
                         while True:
                             time.sleep(0.25)
                             now = time.process_time()
-                            if now - settled < 0.01:
+                            child_now = _process_cpu(renderer.pid if renderer else None)
+                            if now - settled < 0.01 and child_now - child < 0.01:
                                 break
-                            settled = now
+                            settled, child = now, child_now
                         cpu[leg].append((settled - c) / (written / MB))
+                        render[leg].append((child - k) / (written / MB))
                         rate[leg].append(written / MB / wall)
     print(
         f"\n== recording overhead on the SSH data path ({written / MB:.0f} MB of the session "
@@ -243,8 +250,20 @@ record_limit = {limit}
         print(
             f"  {leg:<16} gateway CPU {c * 1000:6.2f} ms/MB [{min(cpu[leg]) * 1000:.2f}-"
             f"{max(cpu[leg]) * 1000:.2f}] ({extra_cpu:+.0%}), "
-            f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] ({slower:+.0%})"
+            f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] ({slower:+.0%}); "
+            f"keyframe process CPU {statistics.median(render[leg]) * 1000:.2f} ms/MB"
         )
+
+
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds of another process (the gateway's keyframe renderer), 0 if none."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

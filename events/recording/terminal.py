@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import pyte
@@ -326,21 +327,29 @@ class KeyframeSpacing:
     keyframes coming on fast machines.
     """
 
-    def __init__(self, *, cpu_ms: float, max_bytes: int, position: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        cpu_ms: float,
+        max_bytes: int,
+        position: int = 0,
+        clock: Callable[[], float] = time.thread_time,
+    ) -> None:
         self.cpu_ms = cpu_ms
         self.max_bytes = max_bytes
+        self.clock = clock  # seconds of rendering CPU (a renderer of several streams: its own)
         self.restart(position)
 
     def restart(self, position: int) -> None:
         self.position = position
-        self.cpu = time.thread_time()
+        self.cpu = self.clock()
 
     def due(self, term: Terminal, position: int) -> bool:
         if not term.at_ground:
             return False
         return (
             position - self.position >= self.max_bytes
-            or (time.thread_time() - self.cpu) * 1000 >= self.cpu_ms
+            or (self.clock() - self.cpu) * 1000 >= self.cpu_ms
         )
 
 

@@ -511,6 +511,7 @@ class SSHSession:
                 columns=columns,
                 lines=lines,
                 origin=self.started,
+                keyframes=self.ctx.keyframes,
             )
             self.proxy.nursery.start_soon(recorder.run)
         elif pty:

@@ -7,12 +7,15 @@ session, compared field by field over everything the screen object holds.
 from __future__ import annotations
 
 import copy
+import os
 import random
+import signal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyte
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +34,7 @@ from events.recording import (
     utf8_tail,
 )
 from events.store import EventStore
+from gateway.keyframe_process import KeyframeProcess
 from gateway.recording import SessionRecorder
 from gateway.session import SessionLog
 
@@ -431,13 +435,24 @@ def test_password_input_is_left_out() -> None:
     assert rec.stats["input_dropped"] == len(b"hunter2\r") + len(b"secret words\n")
 
 
-def test_seeking_reproduces_the_screen_exactly(store: EventStore) -> None:
+@pytest.fixture(scope="module")
+def renderer() -> Iterator[KeyframeProcess]:
+    service = KeyframeProcess()
+    yield service
+    service.close()
+
+
+@pytest.mark.parametrize("where", ["thread", "process"])
+def test_seeking_reproduces_the_screen_exactly(
+    store: EventStore, where: str, renderer: KeyframeProcess
+) -> None:
     writes = synthetic_writes(7, 120_000)
     sid, events, rec = record(
         writes,
         chunk=1500,
         keyframe=6000,
         resizes={len(writes) // 3: (100, 30), 2 * len(writes) // 3: (60, 20)},
+        keyframes=renderer if where == "process" else None,
     )
     store.append(events)
     recording = Recording.open(store, sid)
@@ -564,3 +579,75 @@ def test_a_running_session_seeks_with_keyframes_not_yet_indexed(store: EventStor
     got = recording.screen_at(end)
     outputs = [e for e in events if isinstance(e, Session.OutputRecorded)]
     assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
+
+
+def _keyframes(events: list[DomainEvent]) -> list[tuple[int, int, int, Any]]:
+    return [
+        (e.after_version, e.offset_ms, e.position, e.screen)
+        for e in events
+        if isinstance(e, RecordingKeyframes.ScreenKeyframe)
+    ]
+
+
+def test_the_renderer_process_keeps_the_same_keyframes_as_the_thread(
+    renderer: KeyframeProcess,
+) -> None:
+    writes = synthetic_writes(17, 90_000)
+    resizes = {len(writes) // 2: (90, 28)}
+    # Spaced by bytes only (CPU-time spacing differs from run to run): the same screens at
+    # the same places, whichever renders them.
+    common: dict[str, Any] = {"chunk": 1500, "keyframe": 5000, "keyframe_cpu_ms": 1e9}
+    _, in_thread, _ = record(writes, resizes=resizes, **common)
+    _, in_child, rec = record(writes, resizes=resizes, keyframes=renderer, **common)
+    assert rec._worker is not None and not rec._worker.lost
+    assert len(_keyframes(in_thread)) > 5
+    assert _keyframes(in_child) == _keyframes(in_thread)
+
+
+def test_a_renderer_that_falls_behind_stops_keyframing_and_seeking_stays_exact(
+    store: EventStore,
+) -> None:
+    service = KeyframeProcess(backlog=20_000)  # a few chunks: the test feeds far faster
+    try:
+        writes = synthetic_writes(5, 200_000)
+        log, sink = SessionLog(node="n1"), Sink()
+        rec = SessionRecorder(
+            log, sink, pty=True, chunk_bytes=1000, keyframe_bytes=3000, keyframes=service
+        )
+        for _, data in writes:
+            rec.output("pty", data)
+        rec.close(wait=30)
+        assert rec._worker is not None and rec._worker.lost
+        store.append(sink.events)
+        recording = Recording.open(store, log.id)
+        end = recording.duration_ms
+        got = recording.screen_at(end)
+        outputs = [e for e in sink.events if isinstance(e, Session.OutputRecorded)]
+        assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
+    finally:
+        service.close()
+
+
+def test_a_dead_renderer_ends_keyframing_and_the_next_session_gets_a_new_one() -> None:
+    service = KeyframeProcess()
+    try:
+        log, sink = SessionLog(node="n1"), Sink()
+        rec = SessionRecorder(log, sink, pty=True, keyframes=service)
+        rec.output("pty", b"before\r\n")
+        pid = service.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        worker = rec._worker
+        assert worker is not None
+        worker.join(10)  # the reader sees the child go and releases the session
+        assert worker.lost
+        rec.output("pty", b"after\r\n")  # the session goes on, without keyframes
+        rec.close()
+        assert any(isinstance(e, Session.OutputRecorded) for e in sink.events)
+        writes = synthetic_writes(3, 30_000)
+        _, events, second = record(writes, keyframe=4000, keyframes=service)
+        assert service.starts == 2 and service.pid not in (None, pid)
+        assert second._worker is not None and not second._worker.lost
+        assert len(_keyframes(events)) > 2
+    finally:
+        service.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,20 @@ def test_events_record_the_commands_and_decisions(gw: RunningGateway, tmp_path: 
         assert cur.fetchone() == ("two",)
     store = gw.store()
     try:
-        events = [e for _, e in store.iter_events()]
+        # A session's last response and its Closed ride on the next transaction (at most
+        # the writer's flush_after later): wait for them rather than race them.
+        deadline = time.monotonic() + 10
+        while True:
+            events = [e for _, e in store.iter_events()]
+            ours = {
+                e.originator_id
+                for e in events
+                if isinstance(e, Session.CommandReceived) and e.text.startswith("SELECT name")
+            }
+            closed = any(isinstance(e, Session.Closed) and e.originator_id in ours for e in events)
+            if closed or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         texts = [e.text for e in events if isinstance(e, Session.CommandReceived)]
         assert "SELECT name FROM items WHERE id = 2" in texts
         responses = [e for e in events if isinstance(e, Session.ResponseRecorded)]

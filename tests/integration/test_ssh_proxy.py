@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -19,7 +20,7 @@ import asyncssh
 import pytest
 
 from events.domain import DomainEvent, RecordingIndex, Session, SessionControl
-from events.recording import Recording
+from events.recording import Recording, Terminal, chunk_bytes
 
 from .harness import RunningGateway
 from .ssh.gateway import ssh_cli, ssh_gateway
@@ -331,6 +332,65 @@ def test_interactive_pty_session_is_relayed_and_recorded(gw: RunningGateway) -> 
         screen = "\n".join(end.screen.display)
         assert "got-7" in screen and "hunter2" not in screen
         assert end.screen.columns == 100
+    finally:
+        store.close()
+
+
+def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) -> None:
+    """The gateway's pyte renderer is its own process: the data path never runs pyte, and
+    the screens it sends back are exact (seeking from them equals rendering it all)."""
+    token = gw.token("pty-keyframes")
+
+    async def drive() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            gw.ports["box"],
+            username="agent",
+            password=token,
+            known_hosts=None,
+            client_keys=[],
+            agent_path=None,
+            config=[],
+        ) as conn:
+            process = await conn.create_process(
+                term_type="xterm", term_size=(80, 24), encoding=None
+            )
+            process.stdin.write(
+                b"for i in $(seq 1 40000); do printf '\\033[1;3%dm%06d\\033[0m  ' $((i % 7)) $i;"
+                b" done; echo; exit 0\n"
+            )
+            while await asyncio.wait_for(process.stdout.read(65536), 60):
+                pass
+            await asyncio.wait_for(process.wait_closed(), 10)
+            assert process.exit_status == 0
+
+    asyncio.run(drive())
+    renderer = gw.started.context.keyframes if gw.started.context else None
+    assert renderer is not None and renderer.pid not in (None, os.getpid())
+    events = events_of(gw, "pty-keyframes")
+    session_id = events[0].originator_id
+    store = gw.store()
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # the renderer catches up after the session; the index lists it all
+            recording = Recording.open(store, session_id)
+            if recording.keyframes and any(
+                of(store.events_of(RecordingIndex.id_for(session_id)), RecordingIndex.ChunksIndexed)
+            ):
+                break
+            assert time.monotonic() < deadline, "no keyframes were recorded"
+            time.sleep(0.2)
+        assert len(recording.keyframes) >= 2
+        pty_bytes = b"".join(
+            chunk_bytes(e) for e in of(store.events_of(session_id), Session.OutputRecorded)
+            if e.stream == "pty"
+        )  # fmt: skip
+        assert len(pty_bytes) > 500_000
+        last = recording.keyframes[-1]
+        reference = Terminal(80, 24)
+        reference.feed(pty_bytes[: last.position])
+        seeked = Recording.open(store, session_id).screen_at(last.offset_ms)
+        assert seeked.screen.display == reference.screen.display
     finally:
         store.close()
 

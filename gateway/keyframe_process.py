@@ -1,0 +1,278 @@
+"""Screen keyframes rendered by a child process, off the data path.
+
+Theory of operation
+-------------------
+:class:`KeyframeProcess` is the gateway's one keyframe renderer: a child process
+(:mod:`gateway.keyframe_child`, started at the first terminal session, again after a
+crash) that runs pyte at a lower priority. Each recorded terminal session gets a
+:class:`ProcessKeyframeWorker`, the same interface as the recorder's in-thread worker:
+``offer`` a chunk or a resize, ``stop``, ``join``; finished keyframes appear in ``done``
+for the recorder to emit on its next call, ``lost`` says keyframing stopped for the
+session (seeking is then slower, never wrong).
+
+The data path only queues a reference to bytes it already has. A writer thread copies
+queued frames into the child's pipe; a reader thread hands keyframes to their worker. The
+queue is bounded in bytes (``backlog``, for all sessions): a chunk that does not fit ends
+keyframing for its session (a gap would make every later screen wrong), so memory stays
+bounded however far the child falls behind. If the child dies, every session it served
+loses keyframing and the next terminal session starts a new child.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+
+from events.domain import JSON
+from gateway.keyframe_child import (
+    CLOSE,
+    CLOSED,
+    DATA,
+    DROP,
+    HEADER,
+    KEYFRAME,
+    LOST,
+    OPEN,
+    RESIZE,
+    read_exact,
+)
+
+logger = logging.getLogger("wardgate.keyframes")
+
+BACKLOG = 32 << 20
+"""Bytes queued for the child, all sessions together, before sessions stop keyframing."""
+
+_Frame = tuple[bytes, bytes] | None
+
+
+class ProcessKeyframeWorker:
+    """One terminal session's keyframes, rendered by the shared child process."""
+
+    def __init__(self, service: KeyframeProcess, sid: int) -> None:
+        self.service = service
+        self.sid = sid
+        self.done: collections.deque[tuple[int, int, int, dict[str, JSON]]] = collections.deque()
+        self.lost = False
+        self.finished = threading.Event()
+        self._stopped = False
+
+    def offer(self, item: tuple[int, int, bytes] | tuple[int, int, tuple[int, int]]) -> None:
+        if self.lost or self._stopped:
+            return
+        version, end_ms, payload = item
+        if isinstance(payload, tuple):
+            self.service.send(RESIZE, self.sid, payload[0], payload[1])
+        elif not self.service.send(DATA, self.sid, version, end_ms, payload, droppable=True):
+            self.lose()
+
+    def lose(self) -> None:
+        """Keyframing ends here for this session: the child forgets it."""
+        if not self.lost:
+            self.lost = True
+            if not self._stopped:
+                self._stopped = True
+                self.service.send(DROP, self.sid)
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.service.send(CLOSE, self.sid)
+
+    def join(self, timeout: float) -> None:
+        """Wait until the child rendered everything sent before :meth:`stop`."""
+        self.finished.wait(timeout)
+
+
+class KeyframeProcess:
+    """The child process that renders keyframes for every terminal session of a gateway."""
+
+    def __init__(self, *, backlog: int = BACKLOG, command: list[str] | None = None) -> None:
+        self.backlog = backlog
+        self.command = command or [sys.executable, "-m", "gateway.keyframe_child"]
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._queue: queue.SimpleQueue[_Frame] = queue.SimpleQueue()
+        self._queued = 0
+        self._workers: dict[int, ProcessKeyframeWorker] = {}
+        self._sids = itertools.count(1)
+        self._closed = False
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def worker(
+        self, columns: int, lines: int, *, cpu_ms: float, max_bytes: int
+    ) -> ProcessKeyframeWorker:
+        """A worker for a new terminal session (starts the child if none runs)."""
+        with self._lock:
+            worker = ProcessKeyframeWorker(self, next(self._sids))
+            if self._closed or not self._ensure_started():
+                worker.lost = worker._stopped = True
+                worker.finished.set()
+                return worker
+            self._workers[worker.sid] = worker
+        settings = json.dumps({"cpu_ms": cpu_ms, "max_bytes": max_bytes}).encode()
+        self.send(OPEN, worker.sid, columns, lines, settings)
+        return worker
+
+    def send(
+        self, kind: int, sid: int, a: int = 0, b: int = 0, payload: bytes = b"", *,
+        droppable: bool = False,
+    ) -> bool:  # fmt: skip
+        """Queue a frame for the child; False (nothing queued) when a ``droppable`` frame
+        would take the queue past ``backlog``. Control frames always go."""
+        with self._lock:
+            if self._process is None:
+                return False
+            size = HEADER.size + len(payload)
+            if droppable and self._queued + size > self.backlog:
+                return False
+            self._queued += size
+            frames = self._queue
+        frames.put((HEADER.pack(kind, sid, a, b, len(payload)), payload))
+        return True
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the child: what was queued is rendered first, for up to ``timeout`` s."""
+        with self._lock:
+            self._closed = True
+            process = self._process
+        if process is None:
+            return
+        self._queue.put(None)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _ensure_started(self) -> bool:
+        """Called with the lock held."""
+        if self._process is not None and self._process.poll() is None:
+            return True
+        try:
+            process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+                env={**os.environ, "PYTHONPATH": _package_root()},
+            )
+        except OSError as exc:
+            logger.warning("keyframe renderer not started: %s", exc)
+            return False
+        self.starts += 1
+        self._process = process
+        self._queued = 0
+        self._queue = queue.SimpleQueue()
+        assert process.stdin is not None and process.stdout is not None
+        threading.Thread(
+            target=self._write, args=(process, process.stdin, self._queue),
+            name="wardgate-keyframes-out", daemon=True,
+        ).start()  # fmt: skip
+        threading.Thread(
+            target=self._read, args=(process, process.stdout),
+            name="wardgate-keyframes-in", daemon=True,
+        ).start()  # fmt: skip
+        return True
+
+    def _write(
+        self, process: subprocess.Popen[bytes], pipe: IO[bytes], frames: queue.SimpleQueue[_Frame]
+    ) -> None:
+        fd = pipe.fileno()
+        try:
+            while True:
+                item = frames.get()
+                if item is None:
+                    break
+                header, payload = item
+                data = [header, payload] if payload else [header]
+                total = len(header) + len(payload)
+                while data:
+                    written = os.writev(fd, data)
+                    data = _advance(data, written)
+                with self._lock:
+                    if self._process is process:
+                        self._queued -= total
+        except OSError:
+            pass  # the child is gone: the reader sees it too
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _read(self, process: subprocess.Popen[bytes], pipe: IO[bytes]) -> None:
+        try:
+            while True:
+                header = read_exact(pipe, HEADER.size)
+                if header is None:
+                    break
+                kind, sid, a, b, n = HEADER.unpack(header)
+                payload = read_exact(pipe, n) if n else b""
+                if payload is None:
+                    break
+                with self._lock:
+                    worker = self._workers.get(sid)
+                    if kind == CLOSED:
+                        self._workers.pop(sid, None)
+                if worker is None:
+                    continue
+                if kind == KEYFRAME:
+                    state: dict[str, Any] = json.loads(payload)
+                    worker.done.append((a, b, int(state["position"]), state["screen"]))
+                elif kind == LOST:
+                    worker.lost = True
+                elif kind == CLOSED:
+                    worker.finished.set()
+        except (OSError, ValueError) as exc:
+            logger.warning("keyframe renderer output unreadable: %s", exc)
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
+            self._child_gone(process)
+
+    def _child_gone(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            if self._process is not process:
+                return
+            orphans = list(self._workers.values())
+            self._workers.clear()
+            if not self._closed:
+                self._queue.put(None)  # ends this child's writer thread
+                logger.warning("keyframe renderer exited; terminal sessions lose keyframes")
+            self._process = None
+        for worker in orphans:
+            worker.lost = worker._stopped = True
+            worker.finished.set()
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            process.wait(1)
+
+
+def _advance(data: list[bytes], written: int) -> list[bytes]:
+    """What remains of ``data`` after a write of ``written`` bytes."""
+    while data and written >= len(data[0]):
+        written -= len(data[0])
+        data = data[1:]
+    if data and written:
+        data = [data[0][written:], *data[1:]]
+    return data
+
+
+def _package_root() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    existing = os.environ.get("PYTHONPATH")
+    return root if not existing else f"{root}{os.pathsep}{existing}"
