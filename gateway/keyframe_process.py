@@ -87,9 +87,18 @@ class ProcessKeyframeWorker:
             self._stopped = True
             self.service.send(CLOSE, self.sid)
 
+    catch_up = 60.0
+    """How long a closing session waits for its last keyframes by default (s)."""
+
     def join(self, timeout: float) -> None:
         """Wait until the child rendered everything sent before :meth:`stop`."""
         self.finished.wait(timeout)
+
+    def abandon(self) -> None:
+        """Nobody waits for more keyframes: chunks still queued are not sent to the child."""
+        if not self.finished.is_set():
+            self.lost = True
+            self.service.abandon(self.sid)
 
 
 class KeyframeProcess:
@@ -103,6 +112,7 @@ class KeyframeProcess:
         self._queue: queue.SimpleQueue[_Frame] = queue.SimpleQueue()
         self._queued = 0
         self._workers: dict[int, ProcessKeyframeWorker] = {}
+        self._abandoned: set[int] = set()
         self._sids = itertools.count(1)
         self._closed = False
         self.starts = 0
@@ -143,6 +153,12 @@ class KeyframeProcess:
             frames = self._queue
         frames.put((HEADER.pack(kind, sid, a, b, len(payload)), payload))
         return True
+
+    def abandon(self, sid: int) -> None:
+        """Skip the queued chunks of session ``sid`` (its CLOSE still goes)."""
+        with self._lock:
+            if sid in self._workers:
+                self._abandoned.add(sid)
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the child: what was queued is rendered first, for up to ``timeout`` s."""
@@ -203,6 +219,8 @@ class KeyframeProcess:
                 header, payload = item
                 data = [header, payload] if payload else [header]
                 total = len(header) + len(payload)
+                if header[0] == DATA and HEADER.unpack(header)[1] in self._abandoned:
+                    data = []
                 while data:
                     written = os.writev(fd, data)
                     data = _advance(data, written)
@@ -229,6 +247,7 @@ class KeyframeProcess:
                     worker = self._workers.get(sid)
                     if kind == CLOSED:
                         self._workers.pop(sid, None)
+                        self._abandoned.discard(sid)
                 if worker is None:
                     continue
                 if kind == KEYFRAME:

@@ -123,8 +123,15 @@ class _KeyframeWorker:
         except queue.Full:
             self.lost = True
 
+    catch_up = 2.0
+
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)
+
+    def abandon(self) -> None:
+        """Render nothing more (what is queued is skipped)."""
+        if self.thread.is_alive():
+            self.lost = True
 
     def _run(self) -> None:
         term, position, spacing, share = self._term, 0, self.spacing, self.share
@@ -309,7 +316,8 @@ class SessionRecorder:
         self._drain()
 
     def close(self, *, wait: float = 0.0) -> None:
-        """Flush and write the rest of the index; ``wait`` s for the last keyframes."""
+        """Flush and write the rest of the index; ``wait`` s for the last keyframes (those
+        not rendered by then are given up: the renderer skips what is still queued)."""
         if self.closed:
             return
         self.flush()
@@ -317,17 +325,21 @@ class SessionRecorder:
             self._worker.stop()
             if wait > 0:
                 self._worker.join(wait)
+            self._worker.abandon()
         self._drain(final=True)
         self.closed = True
 
-    async def aclose(self, *, wait: float = 2.0) -> None:
-        """``close`` that lets the keyframe worker finish without blocking trio."""
+    async def aclose(self, *, wait: float | None = None) -> None:
+        """``close`` that lets the keyframe renderer finish without blocking trio: up to
+        ``wait`` s, by default the renderer's own catch-up time (2 s for a thread, which
+        holds the GIL; 60 s for the renderer process, which uses spare CPU)."""
         if self.closed:
             return
         self.flush()
         if self._worker is not None:
             self._worker.stop()
-            await trio.to_thread.run_sync(self._worker.join, wait, abandon_on_cancel=True)
+            limit = self._worker.catch_up if wait is None else wait
+            await trio.to_thread.run_sync(self._worker.join, limit, abandon_on_cancel=True)
         self.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

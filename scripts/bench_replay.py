@@ -220,15 +220,22 @@ record_limit = {limit}
                         # The writer may still be storing queued chunks and the keyframe
                         # worker finishing: that CPU is this leg's, not the next one's.
                         settled = time.process_time()
-                        child = _process_cpu(renderer.pid if renderer else None)
                         while True:
                             time.sleep(0.25)
                             now = time.process_time()
-                            child_now = _process_cpu(renderer.pid if renderer else None)
-                            if now - settled < 0.01 and child_now - child < 0.01:
+                            if now - settled < 0.01:
                                 break
-                            settled, child = now, child_now
+                            settled = now
                         cpu[leg].append((settled - c) / (written / MB))
+                        # The renderer process works on after the transfer (spare CPU):
+                        # its CPU is its own column, and the next leg starts when it is done.
+                        child = _process_cpu(renderer.pid if renderer else None)
+                        while True:
+                            time.sleep(0.25)
+                            now = _process_cpu(renderer.pid if renderer else None)
+                            if now - child < 0.01:
+                                break
+                            child = now
                         render[leg].append((child - k) / (written / MB))
                         rate[leg].append(written / MB / wall)
     print(

@@ -10,6 +10,7 @@ import copy
 import os
 import random
 import signal
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -649,5 +650,25 @@ def test_a_dead_renderer_ends_keyframing_and_the_next_session_gets_a_new_one() -
         assert service.starts == 2 and service.pid not in (None, pid)
         assert second._worker is not None and not second._worker.lost
         assert len(_keyframes(events)) > 2
+    finally:
+        service.close()
+
+
+def test_a_session_that_stops_waiting_leaves_its_queued_chunks_unrendered() -> None:
+    service = KeyframeProcess(backlog=64 << 20)
+    try:
+        log, sink = SessionLog(node="n1"), Sink()
+        rec = SessionRecorder(log, sink, pty=True, chunk_bytes=65536, keyframes=service)
+        block = b"".join(b"\x1b[1;3%dm%08d\x1b[0m " % (i % 7, i) for i in range(4000))
+        while rec.stats["bytes"] < 10 << 20:  # about ten seconds of rendering
+            rec.output("pty", block)
+        started = time.monotonic()
+        rec.close(wait=0.05)
+        worker = rec._worker
+        assert worker is not None and worker.lost
+        worker.join(30)
+        assert worker.finished.is_set()
+        assert time.monotonic() - started < 5, "the child rendered what nobody waits for"
+        assert not service._abandoned
     finally:
         service.close()
