@@ -20,7 +20,9 @@ the batches grow and the cost per command falls.
 * On SQLite with the default durability the commit runs inline on the trio thread: a
   WAL commit with ``synchronous=NORMAL`` is a 20-60 µs stall, while a thread hop costs as
   much as the commit itself. With ``power-loss`` durability (an fsync) or on PostgreSQL
-  (network round trips) the commit runs in a worker thread.
+  (network round trips) the commit runs in a worker thread, and so does a batch carrying
+  more than ``HEAVY_BATCH`` of recorded output (bulk terminal output recorded whole): its
+  compression, hashing and insert release the GIL, so the relay goes on meanwhile.
 * A concurrency conflict can only come from an aggregate someone else also writes; the
   writer then saves each submission on its own, so one conflict fails only its own
   submitter.
@@ -40,6 +42,21 @@ from events.domain import DomainEvent
 from events.store import ConcurrencyConflict, EventStore, StoreError, StoreUnavailable
 
 log = logging.getLogger("wardgate.writer")
+
+
+HEAVY_BATCH = 128 * 1024
+"""Recorded output (characters) from which an inline writer commits in a thread: zstd, the
+chain's SHA-256 and SQLite release the GIL on data that size, so the data path goes on
+relaying while the batch is stored, and the hop costs little next to the work."""
+
+
+def _recorded_bytes(events: Sequence[DomainEvent]) -> int:
+    total = 0
+    for event in events:
+        data = getattr(event, "data", None)
+        if isinstance(data, str):
+            total += len(data)
+    return total
 
 
 @dataclass(slots=True)
@@ -149,7 +166,7 @@ class EventWriter:
                 await self._commit(batch)
 
     async def _save(self, events: list[DomainEvent]) -> None:
-        if self.inline:
+        if self.inline and _recorded_bytes(events) < HEAVY_BATCH:
             self.store.append(events)
         else:
             await trio.to_thread.run_sync(self.store.append, events)

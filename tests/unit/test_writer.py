@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import trio
 from events.domain import Session
 from events.store import EventStore, StoreSettings, StoreUnavailable
 from gateway.session import SessionLog
-from gateway.writer import EventWriter
+from gateway.writer import HEAVY_BATCH, EventWriter
 
 
 @pytest.fixture
@@ -136,3 +137,39 @@ def test_power_loss_durability_commits_off_the_trio_thread(tmp_path: Path) -> No
 
     trio.run(main)
     assert len(store.events_of(log.id)) == 1
+
+
+def test_recorded_bulk_output_is_stored_off_the_loop_thread(
+    sqlite_store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = EventWriter(sqlite_store)
+    real_append = sqlite_store.append
+    threads: list[tuple[int, bool]] = []
+
+    def append(events: list[object]) -> object:
+        heavy = any(isinstance(e, Session.OutputRecorded) for e in events)
+        threads.append((threading.get_ident(), heavy))
+        return real_append(events)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_store, "append", append)
+    log = SessionLog(node="n1")
+    big = "x" * (HEAVY_BATCH + 1)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await writer.write([_command(log)])
+            writer.submit(
+                [log.event(Session.OutputRecorded, stream="pty", offset_ms=0, data=big, marks=[])]
+            )
+            await writer.write([_command(log)])
+            nursery.cancel_scope.cancel()
+
+    loop_thread = threading.get_ident()
+    trio.run(main)
+    assert [(t == loop_thread, heavy) for t, heavy in threads] == [(True, False), (False, True)]
+    assert [type(e) for e in sqlite_store.events_of(log.id)] == [
+        Session.CommandReceived,
+        Session.OutputRecorded,
+        Session.CommandReceived,
+    ]
