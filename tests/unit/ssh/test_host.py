@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_CHANNEL_DATA, MSG_IGNORE
 from asyncssh.packet import String
 
-from gateway.ssh.host import SERVER_CIPHERS, SERVER_MACS, _drop_ignore_packets, _IdleFlush
+from gateway.ssh.host import (
+    KEEPALIVE_SLACK,
+    RECV_SLICE,
+    SERVER_CIPHERS,
+    SERVER_MACS,
+    _coalesce_keepalive_resets,
+    _drop_ignore_packets,
+    _IdleFlush,
+    _slice_large_reads,
+    tune_asyncssh,
+)
 
 
 class _Connection:
@@ -43,9 +54,95 @@ def test_empty_ignore_packets_are_dropped_except_under_cbc() -> None:
     assert cbc.sent == [(MSG_IGNORE, (String(b""),))]
 
 
-def test_the_real_send_packet_is_wrapped_and_no_cbc_is_offered() -> None:
-    _drop_ignore_packets()
-    assert getattr(asyncssh.connection.SSHConnection.send_packet, "_wardgate", False)
+class _Reader:
+    """Stands in for SSHConnection's input side: keeps what data_received was given."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self._transport: object | None = object()
+        self.inpbuf = b""
+        self.pieces: list[int] = []
+        self.fail_after = fail_after
+
+    def data_received(self, data: bytes, datatype: Any = None) -> None:
+        self.inpbuf += data  # what asyncssh does: bytes += a view of the read
+        self.pieces.append(len(data))
+        if self.fail_after is not None and len(self.pieces) >= self.fail_after:
+            self._transport = None  # asyncssh's _force_close()
+
+
+def test_large_reads_reach_the_parser_in_pieces_in_order() -> None:
+    _slice_large_reads(_Reader)
+    data = bytes(range(256)) * 1100  # 281,600 bytes
+    reader = _Reader()
+    reader.data_received(data)
+    assert reader.inpbuf == data and type(reader.inpbuf) is bytes
+    assert reader.pieces == [RECV_SLICE] * 4 + [len(data) - 4 * RECV_SLICE]
+    small = _Reader()
+    small.data_received(b"x" * RECV_SLICE)
+    assert small.pieces == [RECV_SLICE]
+    closed = _Reader(fail_after=2)  # the connection closed while parsing the second piece
+    closed.data_received(data)
+    assert closed.pieces == [RECV_SLICE, RECV_SLICE]
+
+
+class _Timer:
+    def __init__(self, when: float) -> None:
+        self._when = when
+
+    def when(self) -> float:
+        return self._when
+
+
+class _Loop:
+    now = 100.0
+
+    def time(self) -> float:
+        return self.now
+
+
+class _Keepalive:
+    def __init__(self, interval: float) -> None:
+        self._loop = _Loop()
+        self._keepalive_interval = interval
+        self._keepalive_timer: _Timer | None = None
+        self.resets = 0
+
+    def _reset_keepalive_timer(self) -> None:
+        self.resets += 1
+        self._keepalive_timer = _Timer(self._loop.now + self._keepalive_interval)
+
+
+def test_keepalive_timer_is_reset_at_most_once_per_slack() -> None:
+    _coalesce_keepalive_resets(_Keepalive)
+    conn = _Keepalive(30)
+    for step in range(100):  # a read every 50 ms for 5 s
+        conn._loop.now = 100 + step * 0.05
+        conn._reset_keepalive_timer()
+    assert 5 <= conn.resets <= 6
+    assert conn._keepalive_timer is not None
+    assert conn._keepalive_timer.when() >= conn._loop.now + 30 - KEEPALIVE_SLACK
+    off = _Keepalive(0)  # keepalive disabled: asyncssh's own method decides, every time
+    off._reset_keepalive_timer()
+    off._reset_keepalive_timer()
+    assert off.resets == 2
+
+
+def test_the_wrappers_are_installed_on_asyncssh_and_no_cbc_is_offered() -> None:
+    tune_asyncssh()
+    tune_asyncssh()  # idempotent
+    cls = asyncssh.connection.SSHConnection
+    for name in ("send_packet", "data_received", "_reset_keepalive_timer"):
+        assert getattr(getattr(cls, name), "_wardgate", False), name
+    # What the wrappers rely on in asyncssh's own code.
+    source = {
+        name: inspect.getsource(getattr(cls, name).__wrapped__)
+        for name in ("send_packet", "data_received", "_reset_keepalive_timer")
+    }
+    assert "self.send_packet(MSG_IGNORE, String(b''))" in source["send_packet"]
+    assert "self._inpbuf += data" in source["data_received"]
+    assert "self._transport = None" in inspect.getsource(cls._force_close)
+    assert "self._keepalive_timer = " in inspect.getsource(cls._set_keepalive_timer)
+    assert "self._set_keepalive_timer()" in source["_reset_keepalive_timer"]
     assert not [c for c in SERVER_CIPHERS if c.endswith("-cbc")]
     assert SERVER_MACS[-1] == "hmac-sha2-512"  # the HMAC fallbacks stay after UMAC
 
