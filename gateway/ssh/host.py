@@ -226,7 +226,7 @@ class SSHHost:
 # -- asyncssh's per-packet costs --------------------------------------------------------
 #
 # A relayed MB is 32 SSH packets in and 32 out on each leg, so what asyncssh does per packet
-# and per socket read is most of the relay's CPU. Three of its habits cost a lot and buy
+# and per socket read is most of the relay's CPU. Four of its habits cost a lot and buy
 # nothing here; asyncssh has no options for them, so the methods involved are wrapped (not
 # replaced: each wrapper calls asyncssh's own code, and only skips or splits the call).
 # Installed once by open_ssh_host(); tests/unit/ssh/test_host.py checks each wrapper, and
@@ -329,11 +329,32 @@ def _coalesce_keepalive_resets(cls: type[Any]) -> None:
     _wrap(cls, "_reset_keepalive_timer", make)
 
 
+def _skip_unlogged_packet_logs(cls: type[Any]) -> None:
+    """Describe a packet for the log only when packets are logged.
+
+    asyncssh formats a description of every packet sent and received (name, size, note)
+    and only then asks its logger, which drops it unless the debug level is 3 or more
+    (``asyncssh.set_debug_level``): about 2% of the relay's CPU for nothing. The wrapper
+    asks the same question first.
+    """
+
+    def make(log: Any) -> Any:
+        def _log_packet(self: Any, *args: Any) -> None:
+            if self.logger._debug_level >= 3:
+                log(self, *args)
+
+        return _log_packet
+
+    _wrap(cls, "_log_packet", make)
+
+
 def tune_asyncssh(cls: type[Any] = asyncssh.connection.SSHConnection) -> None:
-    """Install the three wrappers above on ``cls`` (idempotent)."""
+    """Install the wrappers above on ``cls`` (idempotent); packet logging is wrapped where
+    asyncssh defines it, on the class every connection and channel inherits it from."""
     _drop_ignore_packets(cls)
     _slice_large_reads(cls)
     _coalesce_keepalive_resets(cls)
+    _skip_unlogged_packet_logs(asyncssh.packet.SSHPacketLogger)
 
 
 @contextlib.asynccontextmanager

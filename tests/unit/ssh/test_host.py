@@ -18,6 +18,7 @@ from gateway.ssh.host import (
     _coalesce_keepalive_resets,
     _drop_ignore_packets,
     _IdleFlush,
+    _skip_unlogged_packet_logs,
     _slice_large_reads,
     tune_asyncssh,
 )
@@ -127,12 +128,38 @@ def test_keepalive_timer_is_reset_at_most_once_per_slack() -> None:
     assert off.resets == 2
 
 
+class _Logged:
+    class logger:  # stands in for asyncssh's SSHLogger (its debug level is a class attribute)
+        _debug_level = 1
+
+    def __init__(self) -> None:
+        self.logged: list[tuple[Any, ...]] = []
+
+    def _log_packet(self, *args: Any) -> None:
+        self.logged.append(args)
+
+
+def test_packets_are_described_only_at_debug_level_3() -> None:
+    _skip_unlogged_packet_logs(_Logged)
+    conn = _Logged()
+    conn._log_packet("Sent", MSG_CHANNEL_DATA, 7, b"data", "")
+    assert conn.logged == []
+    _Logged.logger._debug_level = 3
+    conn._log_packet("Sent", MSG_CHANNEL_DATA, 8, b"data", "")
+    assert conn.logged == [("Sent", MSG_CHANNEL_DATA, 8, b"data", "")]
+
+
 def test_the_wrappers_are_installed_on_asyncssh_and_no_cbc_is_offered() -> None:
     tune_asyncssh()
     tune_asyncssh()  # idempotent
     cls = asyncssh.connection.SSHConnection
     for name in ("send_packet", "data_received", "_reset_keepalive_timer"):
         assert getattr(getattr(cls, name), "_wardgate", False), name
+    logger_cls = asyncssh.packet.SSHPacketLogger
+    assert getattr(logger_cls._log_packet, "_wardgate", False)
+    assert "self.logger.packet(" in inspect.getsource(logger_cls._log_packet.__wrapped__)
+    assert "if self._debug_level >= 3:" in inspect.getsource(asyncssh.logging.SSHLogger.packet)
+    assert asyncssh.logging.SSHLogger._debug_level == 1  # a class attribute, the default
     # What the wrappers rely on in asyncssh's own code.
     source = {
         name: inspect.getsource(getattr(cls, name).__wrapped__)
