@@ -85,10 +85,9 @@ class _Cursor:
         self._tried = -1  # every start <= _tried is known not to begin a valid value
         self._result: Finding | None = None
         self._result_from = -1  # _result answers every pos in [_result_from, _result.start]
-        buf = views.buf
         for members in family.gate:
-            # No hit anywhere in this buffer: None answers every pos, and the view is not made.
-            if not (members in buf if len(members) == 1 else views.holds(members)):
+            # No value anywhere in this buffer: None answers every pos, and no view is made.
+            if not views.holds(members):
                 self._result_from = 0
                 self._hay = b""
                 return
