@@ -22,12 +22,13 @@ or died). It imports neither trio nor anything of the gateway's data path.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import struct
 import sys
 import time
 from typing import IO
+
+import orjson
 
 from events.recording import KeyframeSpacing, Terminal
 
@@ -36,7 +37,7 @@ HEADER = struct.Struct("<BIqqI")
 
 OPEN, DATA, RESIZE, CLOSE, DROP = 1, 2, 3, 4, 5
 KEYFRAME, LOST, CLOSED = 11, 12, 13
-NICE = 10
+NICE = 19
 """How much lower than the gateway the child runs (keyframes only use spare CPU)."""
 
 
@@ -85,7 +86,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
         if payload is None:
             return
         if kind == OPEN:
-            settings = json.loads(payload)
+            settings = orjson.loads(payload)
             sessions[sid] = _Session(a, b, settings["cpu_ms"], settings["max_bytes"])
             continue
         if kind in (CLOSE, DROP):
@@ -115,7 +116,7 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
         session.position += len(payload)
         if session.spacing.due(session.term, session.position):
             state = {"position": session.position, "screen": session.term.snapshot()}
-            out.write(frame(KEYFRAME, sid, a, b, json.dumps(state).encode()))
+            out.write(frame(KEYFRAME, sid, a, b, orjson.dumps(state)))
             out.flush()
             session.spacing.restart(session.position)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
-import json
 import logging
 import os
 import queue
@@ -31,6 +30,8 @@ import subprocess
 import sys
 import threading
 from typing import IO, Any
+
+import orjson
 
 from events.domain import JSON
 from gateway.keyframe_child import (
@@ -133,7 +134,7 @@ class KeyframeProcess:
                 worker.finished.set()
                 return worker
             self._workers[worker.sid] = worker
-        settings = json.dumps({"cpu_ms": cpu_ms, "max_bytes": max_bytes}).encode()
+        settings = orjson.dumps({"cpu_ms": cpu_ms, "max_bytes": max_bytes})
         self.send(OPEN, worker.sid, columns, lines, settings)
         return worker
 
@@ -251,7 +252,7 @@ class KeyframeProcess:
                 if worker is None:
                     continue
                 if kind == KEYFRAME:
-                    state: dict[str, Any] = json.loads(payload)
+                    state: dict[str, Any] = orjson.loads(payload)
                     worker.done.append((a, b, int(state["position"]), state["screen"]))
                 elif kind == LOST:
                     worker.lost = True
