@@ -124,6 +124,8 @@ class KeyframeProcess:
         self.starts = 0
         self._mark = (time.monotonic(), time.process_time())
         self._busy = False
+        self.ingest_cpu = 0.0
+        """CPU seconds this process spent taking keyframes back (decoding, handing over)."""
 
     @property
     def pid(self) -> int | None:
@@ -269,6 +271,7 @@ class KeyframeProcess:
                 payload = read_exact(pipe, n) if n else b""
                 if payload is None:
                     break
+                started = time.thread_time()
                 with self._lock:
                     worker = self._workers.get(sid)
                     if kind == CLOSED:
@@ -283,6 +286,7 @@ class KeyframeProcess:
                     worker.lost = True
                 elif kind == CLOSED:
                     worker.finished.set()
+                self.ingest_cpu += time.thread_time() - started
         except (OSError, ValueError) as exc:
             logger.warning("keyframe renderer output unreadable: %s", exc)
         finally:
