@@ -57,6 +57,18 @@ def read_exact(stream: IO[bytes], n: int) -> bytes | None:
     return b"".join(parts)
 
 
+def read_frame(stream: IO[bytes]) -> tuple[int, int, int, int, bytes] | None:
+    """The next frame (kind, session, a, b, payload), or None at the end of the stream."""
+    header = read_exact(stream, HEADER.size)
+    if header is None:
+        return None
+    kind, sid, a, b, n = HEADER.unpack(header)
+    payload = read_exact(stream, n) if n else b""
+    if payload is None:
+        return None
+    return kind, sid, a, b, payload
+
+
 class _Session:
     """One recorded terminal: its emulator and the rendering time spent on it alone (the
     keyframe spacing counts this session's CPU, not the other sessions')."""
@@ -78,13 +90,10 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
     """Render frames from ``inp`` until it ends, answering on ``out``."""
     sessions: dict[int, _Session] = {}
     while True:
-        header = read_exact(inp, HEADER.size)
-        if header is None:
+        got = read_frame(inp)
+        if got is None:
             return
-        kind, sid, a, b, n = HEADER.unpack(header)
-        payload = read_exact(inp, n) if n else b""
-        if payload is None:
-            return
+        kind, sid, a, b, payload = got
         if kind == OPEN:
             settings = orjson.loads(payload)
             sessions[sid] = _Session(a, b, settings["cpu_ms"], settings["max_bytes"])

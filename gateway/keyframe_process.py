@@ -45,7 +45,7 @@ from gateway.keyframe_child import (
     LOST,
     OPEN,
     RESIZE,
-    read_exact,
+    read_frame,
 )
 
 logger = logging.getLogger("wardgate.keyframes")
@@ -264,13 +264,10 @@ class KeyframeProcess:
     def _read(self, process: subprocess.Popen[bytes], pipe: IO[bytes]) -> None:
         try:
             while True:
-                header = read_exact(pipe, HEADER.size)
-                if header is None:
+                got = read_frame(pipe)
+                if got is None:
                     break
-                kind, sid, a, b, n = HEADER.unpack(header)
-                payload = read_exact(pipe, n) if n else b""
-                if payload is None:
-                    break
+                kind, sid, a, b, payload = got
                 started = time.thread_time()
                 with self._lock:
                     worker = self._workers.get(sid)

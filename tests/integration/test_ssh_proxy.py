@@ -342,16 +342,7 @@ def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) 
     token = gw.token("pty-keyframes")
 
     async def drive() -> None:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gw.ports["box"],
-            username="agent",
-            password=token,
-            known_hosts=None,
-            client_keys=[],
-            agent_path=None,
-            config=[],
-        ) as conn:
+        async with _asyncssh_connect(gw, token) as conn:
             process = await conn.create_process(
                 term_type="xterm", term_size=(80, 24), encoding=None
             )
