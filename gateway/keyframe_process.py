@@ -55,7 +55,9 @@ BACKLOG = 32 << 20
 BUSY_SHARE = 0.5
 """The gateway counts as busy while it uses more than this share of a core ..."""
 PROBE = 0.05
-"""... measured over this many seconds; chunks wait in the queue meanwhile."""
+"""... measured over this many seconds; chunks wait in the queue meanwhile ..."""
+QUIET_FOR = 0.25
+"""... until it has been under that share for this long (a short dip is no pause)."""
 
 _Frame = tuple[bytes, bytes] | None
 
@@ -123,7 +125,7 @@ class KeyframeProcess:
         self._closed = False
         self.starts = 0
         self._mark = (time.monotonic(), time.process_time())
-        self._busy = False
+        self._quiet_since: float | None = self._mark[0]
         self.ingest_cpu = 0.0
         """CPU seconds this process spent taking keyframes back (decoding, handing over)."""
 
@@ -131,6 +133,11 @@ class KeyframeProcess:
     def pid(self) -> int | None:
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued for the child and not yet written to it."""
+        return self._queued
 
     def worker(
         self, columns: int, lines: int, *, cpu_ms: float, max_bytes: int
@@ -248,7 +255,8 @@ class KeyframeProcess:
                 pipe.close()
 
     def _gateway_busy(self) -> bool:
-        """Whether this process used more than BUSY_SHARE of a core over the last PROBE s.
+        """Whether this process used more than BUSY_SHARE of a core in a PROBE s window
+        during the last QUIET_FOR s.
 
         Even at the lowest priority the renderer, running beside a busy relay on the other
         core, slowed it: on the SSH benchmark +19% of the gateway's CPU per MB during a 200 MB
@@ -257,9 +265,12 @@ class KeyframeProcess:
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._mark
         if now - then >= PROBE:
-            self._busy = (cpu - cpu_then) / (now - then) > BUSY_SHARE
+            if (cpu - cpu_then) / (now - then) > BUSY_SHARE:
+                self._quiet_since = None
+            elif self._quiet_since is None:
+                self._quiet_since = now
             self._mark = (now, cpu)
-        return self._busy
+        return self._quiet_since is None or now - self._quiet_since < QUIET_FOR
 
     def _read(self, process: subprocess.Popen[bytes], pipe: IO[bytes]) -> None:
         try:

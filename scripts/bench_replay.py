@@ -241,7 +241,7 @@ record_limit = {limit}
                         while True:
                             time.sleep(0.25)
                             now = _process_cpu(renderer.pid if renderer else None)
-                            if now - child < 0.01:
+                            if now - child < 0.01 and not (renderer and renderer.pending):
                                 break
                             child = now
                         ingested = (renderer.ingest_cpu if renderer else 0.0) - ingested
