@@ -554,6 +554,18 @@ def test_a_keyframe_worker_that_falls_behind_stops_and_seeking_stays_exact(
     rec = SessionRecorder(
         log, sink, pty=True, chunk_bytes=1000, keyframe_bytes=3000, keyframe_queue=2
     )
+    _falls_behind_and_stays_exact(store, rec, log, sink, writes)
+
+
+def _falls_behind_and_stays_exact(
+    store: EventStore,
+    rec: SessionRecorder,
+    log: SessionLog,
+    sink: Sink,
+    writes: list[tuple[int, bytes]],
+) -> None:
+    """Feed ``writes`` faster than the renderer keeps up: keyframing stops, and the screen
+    at the end, sought from the keyframes there are, still equals pyte fed from the start."""
     for _, data in writes:
         rec.output("pty", data)
     rec.close(wait=30)
@@ -562,10 +574,8 @@ def test_a_keyframe_worker_that_falls_behind_stops_and_seeking_stays_exact(
     recording = Recording.open(store, log.id)
     end = recording.duration_ms
     got = recording.screen_at(end)
-    expected = references_at(
-        [e for e in sink.events if isinstance(e, Session.OutputRecorded)], [end]
-    )
-    assert full_state(got.screen, got.stream) == expected[end]
+    outputs = [e for e in sink.events if isinstance(e, Session.OutputRecorded)]
+    assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
 
 
 def test_a_running_session_seeks_with_keyframes_not_yet_indexed(store: EventStore) -> None:
@@ -615,16 +625,7 @@ def test_a_renderer_that_falls_behind_stops_keyframing_and_seeking_stays_exact(
         rec = SessionRecorder(
             log, sink, pty=True, chunk_bytes=1000, keyframe_bytes=3000, keyframes=service
         )
-        for _, data in writes:
-            rec.output("pty", data)
-        rec.close(wait=30)
-        assert rec._worker is not None and rec._worker.lost
-        store.append(sink.events)
-        recording = Recording.open(store, log.id)
-        end = recording.duration_ms
-        got = recording.screen_at(end)
-        outputs = [e for e in sink.events if isinstance(e, Session.OutputRecorded)]
-        assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
+        _falls_behind_and_stays_exact(store, rec, log, sink, writes)
     finally:
         service.close()
 
