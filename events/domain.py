@@ -327,7 +327,7 @@ class RecordingIndex(Aggregate):
         """Session events that carry output: [session version, stream, offset_ms, end_ms,
         length in bytes] each (``stream`` is "resize" for a TerminalResized, length 0); and
         keyframes stored since the last index: [keyframe version, after_version, offset_ms,
-        position] each."""
+        position, within] each (``within`` absent in older indexes: 0)."""
 
         entries: list[list[JSON]]
         keyframes: list[list[int]] = field(default_factory=list)
@@ -355,13 +355,15 @@ class RecordingKeyframes(Aggregate):
 
     @dataclass(frozen=True, kw_only=True)
     class ScreenKeyframe(DomainEvent):
-        """The emulated screen right after session version ``after_version`` (ground state);
-        ``position`` counts the terminal bytes up to there."""
+        """The emulated screen right after session version ``after_version`` (ground state),
+        or after its first ``within`` bytes (0: all of them); ``offset_ms`` is the recorded
+        time of the last byte shown, ``position`` counts the terminal bytes up to there."""
 
         after_version: int
         offset_ms: int
         position: int
         screen: dict[str, JSON]
+        within: int = 0
 
     @staticmethod
     def id_for(session_id: uuid.UUID) -> uuid.UUID:

@@ -10,11 +10,12 @@ is left, one emulator per recorded terminal session, and sends each keyframe bac
 
 The pipes carry frames: a header (:data:`HEADER`: kind, session number, two integers, the
 payload's length) and the payload. From the gateway: ``OPEN`` (columns, lines; JSON
-spacing settings), ``DATA`` (the stream's event version and end time; the bytes),
+spacing settings), ``DATA`` (the stream's event version and start time; the chunk's timing
+marks, :func:`pack_marks`, then its bytes),
 ``RESIZE`` (columns, lines), ``CLOSE`` (no more data: answer ``CLOSED`` once everything
 before it is rendered) and ``DROP`` (the gateway fell behind and skipped bytes: forget
-the session, answer ``CLOSED``). From the child: ``KEYFRAME`` (version, end time; JSON
-position and screen), ``LOST`` (pyte failed: no keyframe of that session can be trusted
+the session, answer ``CLOSED``). From the child: ``KEYFRAME`` (version, time of the last
+byte shown; JSON ``within``, position and screen), ``LOST`` (pyte failed: no keyframe of that session can be trusted
 any more) and ``CLOSED``. The child ends when its input ends (the gateway closed the pipe
 or died). It imports neither trio nor anything of the gateway's data path.
 """
@@ -30,7 +31,7 @@ from typing import IO
 
 import orjson
 
-from events.recording import KeyframeSpacing, Terminal
+from events.recording import KeyframeRenderer, KeyframeSpacing
 
 HEADER = struct.Struct("<BIqqI")
 """kind, session number, a, b, payload length."""
@@ -43,6 +44,23 @@ NICE = 19
 
 def frame(kind: int, sid: int, a: int = 0, b: int = 0, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, sid, a, b, len(payload)) + payload
+
+
+MARKS = struct.Struct("<I")
+
+
+def pack_marks(marks: list[list[int]]) -> bytes:
+    """A chunk's timing marks ([byte offset, ms] pairs) as the head of a DATA payload."""
+    flat = [v for mark in marks for v in mark]
+    return struct.pack(f"<I{len(flat)}I", len(marks), *flat)
+
+
+def unpack_marks(payload: bytes) -> tuple[list[tuple[int, int]], memoryview]:
+    """(marks, the chunk's bytes) of a DATA payload."""
+    (n,) = MARKS.unpack_from(payload)
+    flat = struct.unpack_from(f"<{2 * n}I", payload, MARKS.size)
+    marks = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+    return marks, memoryview(payload)[MARKS.size + 8 * n :]
 
 
 def read_exact(stream: IO[bytes], n: int) -> bytes | None:
@@ -70,19 +88,22 @@ def read_frame(stream: IO[bytes]) -> tuple[int, int, int, int, bytes] | None:
 
 
 class _Session:
-    """One recorded terminal: its emulator and the rendering time spent on it alone (the
+    """One recorded terminal: its renderer and the rendering time spent on it alone (the
     keyframe spacing counts this session's CPU, not the other sessions')."""
 
-    __slots__ = ("cpu", "lost", "position", "spacing", "term")
+    __slots__ = ("cpu", "lost", "renderer", "started")
 
     def __init__(self, columns: int, lines: int, cpu_ms: float, max_bytes: int) -> None:
-        self.term = Terminal(columns, lines)
         self.cpu = 0.0
-        self.position = 0
+        self.started = 0.0
         self.lost = False
-        self.spacing = KeyframeSpacing(cpu_ms=cpu_ms, max_bytes=max_bytes, clock=self.clock)
+        spacing = KeyframeSpacing(cpu_ms=cpu_ms, max_bytes=max_bytes, clock=self.clock)
+        self.renderer = KeyframeRenderer(columns, lines, spacing)
 
     def clock(self) -> float:
+        now = time.thread_time()
+        self.cpu += now - self.started
+        self.started = now
         return self.cpu
 
 
@@ -108,26 +129,23 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             continue
         session = session_or_none
         if kind == RESIZE:
-            session.term.resize(a, b)
+            session.renderer.resize(a, b)
             continue
         if kind != DATA:
             continue
-        started = time.thread_time()
+        marks, data = unpack_marks(payload)
+        session.started = time.thread_time()  # only this chunk's rendering counts
         try:
-            session.term.feed(payload)
+            for shot in session.renderer.render(a, b, marks, bytes(data)):
+                state = {"within": shot.within, "position": shot.position, "screen": shot.screen}
+                out.write(frame(KEYFRAME, sid, shot.version, shot.offset_ms, orjson.dumps(state)))
+                out.flush()
+                session.started = time.thread_time()  # sending is not rendering
         except Exception:  # pyte failed on this output: no later keyframe can be trusted
             session.lost = True
             out.write(frame(LOST, sid))
             out.flush()
-            continue
-        finally:
-            session.cpu += time.thread_time() - started
-        session.position += len(payload)
-        if session.spacing.due(session.term, session.position):
-            state = {"position": session.position, "screen": session.term.snapshot()}
-            out.write(frame(KEYFRAME, sid, a, b, orjson.dumps(state)))
-            out.flush()
-            session.spacing.restart(session.position)
+        session.clock()
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import orjson
 
-from events.domain import JSON
+from events.recording import Shot
 from gateway.keyframe_child import (
     CLOSE,
     CLOSED,
@@ -45,6 +45,7 @@ from gateway.keyframe_child import (
     LOST,
     OPEN,
     RESIZE,
+    pack_marks,
     read_frame,
 )
 
@@ -59,7 +60,8 @@ PROBE = 0.05
 QUIET_FOR = 0.25
 """... until it has been under that share for this long (a short dip is no pause)."""
 
-_Frame = tuple[bytes, bytes] | None
+_Frame = tuple[bytes, bytes, bytes] | None
+"""(header, payload head, payload rest), or None: the writer stops."""
 
 
 class ProcessKeyframeWorker:
@@ -68,18 +70,24 @@ class ProcessKeyframeWorker:
     def __init__(self, service: KeyframeProcess, sid: int) -> None:
         self.service = service
         self.sid = sid
-        self.done: collections.deque[tuple[int, int, int, dict[str, JSON]]] = collections.deque()
+        self.done: collections.deque[Shot] = collections.deque()
         self.lost = False
         self.finished = threading.Event()
         self._stopped = False
 
-    def offer(self, item: tuple[int, int, bytes] | tuple[int, int, tuple[int, int]]) -> None:
+    def offer(self, item: tuple[int, int, list[list[int]], bytes | tuple[int, int]]) -> None:
+        """A chunk (session version, start time, timing marks, bytes) or a resize (version,
+        time, [], (columns, lines))."""
         if self.lost or self._stopped:
             return
-        version, end_ms, payload = item
+        version, start_ms, marks, payload = item
         if isinstance(payload, tuple):
             self.service.send(RESIZE, self.sid, payload[0], payload[1])
-        elif not self.service.send(DATA, self.sid, version, end_ms, payload, droppable=True):
+            return
+        sent = self.service.send(
+            DATA, self.sid, version, start_ms, payload, head=pack_marks(marks), droppable=True
+        )
+        if not sent:
             self.lose()
 
     def lose(self) -> None:
@@ -156,19 +164,21 @@ class KeyframeProcess:
 
     def send(
         self, kind: int, sid: int, a: int = 0, b: int = 0, payload: bytes = b"", *,
-        droppable: bool = False,
+        head: bytes = b"", droppable: bool = False,
     ) -> bool:  # fmt: skip
-        """Queue a frame for the child; False (nothing queued) when a ``droppable`` frame
-        would take the queue past ``backlog``. Control frames always go."""
+        """Queue a frame (its payload: ``head`` then ``payload``) for the child; False
+        (nothing queued) when a ``droppable`` frame would take the queue past ``backlog``.
+        Control frames always go."""
+        length = len(head) + len(payload)
         with self._lock:
             if self._process is None:
                 return False
-            size = HEADER.size + len(payload)
+            size = HEADER.size + length
             if droppable and self._queued + size > self.backlog:
                 return False
             self._queued += size
             frames = self._queue
-        frames.put((HEADER.pack(kind, sid, a, b, len(payload)), payload))
+        frames.put((HEADER.pack(kind, sid, a, b, length), head, payload))
         return True
 
     def abandon(self, sid: int) -> None:
@@ -233,9 +243,9 @@ class KeyframeProcess:
                 item = frames.get()
                 if item is None:
                     break
-                header, payload = item
-                data = [header, payload] if payload else [header]
-                total = len(header) + len(payload)
+                data = [part for part in item if part]
+                header = item[0]
+                total = sum(map(len, data))
                 if header[0] == DATA:
                     sid = HEADER.unpack(header)[1]
                     while sid not in self._abandoned and not self._closed and self._gateway_busy():
@@ -289,7 +299,8 @@ class KeyframeProcess:
                     continue
                 if kind == KEYFRAME:
                     state: dict[str, Any] = orjson.loads(payload)
-                    worker.done.append((a, b, int(state["position"]), state["screen"]))
+                    shot = Shot(a, int(state["within"]), b, int(state["position"]), state["screen"])
+                    worker.done.append(shot)
                 elif kind == LOST:
                     worker.lost = True
                 elif kind == CLOSED:

@@ -42,11 +42,13 @@ from typing import Protocol
 
 import trio
 
-from events.domain import JSON, DomainEvent, RecordingIndex, RecordingKeyframes, Session
+from events.domain import DomainEvent, RecordingIndex, RecordingKeyframes, Session
 from events.recording import (
+    KEYFRAME_CPU_MS,
     TERMINAL_STREAMS,
+    KeyframeRenderer,
     KeyframeSpacing,
-    Terminal,
+    Shot,
     chunk_text,
     entry_row,
     index_entry,
@@ -56,7 +58,6 @@ from gateway.keyframe_process import KeyframeProcess, ProcessKeyframeWorker
 from gateway.session import SessionLog
 
 MARK_MS = 10
-SLICE = 2048
 INDEX_EVERY = 64
 KEYFRAME_SHARE = 0.1
 """Most of one core the keyframe worker may use (see ``_KeyframeWorker``)."""
@@ -80,7 +81,8 @@ class _Buffer:
         self.masked: dict[str, int] = {}
 
 
-_Work = tuple[int, int, bytes] | tuple[int, int, tuple[int, int]] | None
+_Work = tuple[int, int, list[list[int]], bytes | tuple[int, int]] | None
+"""(session version, offset_ms, timing marks, chunk bytes or a new (columns, lines))."""
 
 
 class _KeyframeWorker:
@@ -103,9 +105,9 @@ class _KeyframeWorker:
         self.spacing = spacing
         self.share = share
         self.queue: queue.Queue[_Work] = queue.Queue(maxsize=depth)
-        self.done: collections.deque[tuple[int, int, int, dict[str, JSON]]] = collections.deque()
+        self.done: collections.deque[Shot] = collections.deque()
         self.lost = False
-        self._term = Terminal(columns, lines)
+        self._renderer = KeyframeRenderer(columns, lines, spacing)
         self.thread = threading.Thread(target=self._run, name="wardgate-keyframes", daemon=True)
         self.thread.start()
 
@@ -134,38 +136,38 @@ class _KeyframeWorker:
             self.lost = True
 
     def _run(self) -> None:
-        term, position, spacing, share = self._term, 0, self.spacing, self.share
-        spacing.restart(0)
+        renderer, share = self._renderer, self.share
+        renderer.spacing.restart(0)  # rendering CPU is counted on this thread's clock
         credit, last = BURST, time.monotonic()
+        spent = time.thread_time()
+
+        def after_slice() -> None:
+            # Small slices, releasing the GIL between them: the event loop waiting for it
+            # gets it within about a millisecond instead of a switch interval.
+            nonlocal credit, last, spent
+            if share is None:
+                time.sleep(0)
+                return
+            now, cpu = time.monotonic(), time.thread_time()
+            credit = min(BURST, credit + share * (now - last)) - (cpu - spent)
+            last = now
+            time.sleep(-credit / share if credit < 0 else 0)
+            spent = time.thread_time()
+
         while True:
             item = self.queue.get()
             if item is None or self.lost:
                 return
-            version, end_ms, payload = item
+            version, start_ms, marks, payload = item
             if isinstance(payload, tuple):
-                term.resize(*payload)
+                renderer.resize(*payload)
                 continue
+            spent = time.thread_time()
             try:
-                # Small slices, releasing the GIL between them: the event loop waiting for
-                # it gets it within about a millisecond instead of a switch interval.
-                for i in range(0, len(payload), SLICE):
-                    spent = time.thread_time()
-                    term.feed(payload[i : i + SLICE])
-                    if share is None:
-                        time.sleep(0)
-                        continue
-                    now = time.monotonic()
-                    credit = min(BURST, credit + share * (now - last))
-                    credit -= time.thread_time() - spent
-                    last = now
-                    time.sleep(-credit / share if credit < 0 else 0)
+                self.done.extend(renderer.render(version, start_ms, marks, payload, after_slice))
             except Exception:  # pyte failed on this output: no keyframe can be trusted now
                 self.lost = True
                 return
-            position += len(payload)
-            if spacing.due(term, position):
-                self.done.append((version, end_ms, position, term.snapshot()))
-                spacing.restart(position)
 
 
 class SessionRecorder:
@@ -194,7 +196,7 @@ class SessionRecorder:
         chunk_bytes: int = 65536,
         chunk_ms: int = 250,
         keyframe_bytes: int = 1 << 20,
-        keyframe_cpu_ms: float = 25.0,
+        keyframe_cpu_ms: float = KEYFRAME_CPU_MS,
         keyframe_queue: int = 64,
         keyframe_share: float | None = KEYFRAME_SHARE,
         keyframes: KeyframeProcess | None = None,
@@ -307,7 +309,7 @@ class SessionRecorder:
         self._pending.append(entry_row(index_entry(event)))
         self.writer.submit([event])
         if self._worker is not None:
-            self._worker.offer((event.originator_version, event.offset_ms, (columns, lines)))
+            self._worker.offer((event.originator_version, event.offset_ms, [], (columns, lines)))
 
     def flush(self) -> None:
         """Emit everything buffered (call it when the session goes idle, or at the end)."""
@@ -425,14 +427,14 @@ class SessionRecorder:
         self.stats["bytes"] += cut
         self.writer.submit([event])
         if self._worker is not None and stream in TERMINAL_STREAMS:
-            self._worker.offer((version, end_ms, chunk))
+            self._worker.offer((version, buf.start_ms, marks, chunk))
 
     def _drain(self, *, final: bool = False) -> None:
         """Emit finished keyframes and, every INDEX_EVERY chunks or at the end, the index."""
         events: list[DomainEvent] = []
         worker = self._worker
         while worker is not None and worker.done:
-            version, end_ms, position, screen = worker.done.popleft()
+            shot = worker.done.popleft()
             self._keyframes_version += 1
             events.append(
                 RecordingKeyframes.ScreenKeyframe(
@@ -440,13 +442,16 @@ class SessionRecorder:
                     originator_version=self._keyframes_version,
                     at=time.time(),
                     actor=self.log.actor,
-                    after_version=version,
-                    offset_ms=end_ms,
-                    position=position,
-                    screen=screen,
+                    after_version=shot.version,
+                    offset_ms=shot.offset_ms,
+                    position=shot.position,
+                    screen=shot.screen,
+                    within=shot.within,
                 )
             )
-            self._pending_keyframes.append([self._keyframes_version, version, end_ms, position])
+            self._pending_keyframes.append(
+                [self._keyframes_version, shot.version, shot.offset_ms, shot.position, shot.within]
+            )
             self.stats["keyframes"] += 1
         if (self._pending or self._pending_keyframes) and (
             final or len(self._pending) >= INDEX_EVERY

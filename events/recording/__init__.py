@@ -39,6 +39,7 @@ from events.recording.chunks import (
     ChunkRef,
     Frame,
     Keyframe,
+    byte_time,
     chunk_bytes,
     chunk_marks,
     chunk_text,
@@ -50,21 +51,33 @@ from events.recording.chunks import (
     utf8_tail,
 )
 from events.recording.seek import Recording, resolve_session, session_range
-from events.recording.terminal import FastScreen, KeyframeSpacing, Terminal, same_screen
+from events.recording.terminal import (
+    KEYFRAME_CPU_MS,
+    FastScreen,
+    KeyframeRenderer,
+    KeyframeSpacing,
+    Shot,
+    Terminal,
+    same_screen,
+)
 from events.recording.transcript import TranscriptLine, describe, table_lines, tail
 
 __all__ = [
     "DEFAULT_COLUMNS",
     "DEFAULT_LINES",
+    "KEYFRAME_CPU_MS",
     "TERMINAL_STREAMS",
     "ChunkRef",
     "FastScreen",
     "Frame",
     "Keyframe",
+    "KeyframeRenderer",
     "KeyframeSpacing",
     "Recording",
+    "Shot",
     "Terminal",
     "TranscriptLine",
+    "byte_time",
     "chunk_bytes",
     "chunk_marks",
     "chunk_text",

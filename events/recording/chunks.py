@@ -5,7 +5,7 @@ See the package docstring; nothing here reads the store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from events.domain import JSON, DomainEvent, RecordingKeyframes, Session
@@ -38,6 +38,17 @@ def chunk_marks(event: Session.OutputRecorded) -> list[tuple[int, int]]:
     return marks
 
 
+def byte_time(marks: Sequence[Sequence[int]], offset: int) -> int:
+    """When the byte at ``offset`` of a chunk arrived: ms after the chunk's ``offset_ms``
+    (the last mark at or before it; marks are ``[byte offset, ms]``, in order)."""
+    ms = 0
+    for at, when in marks:
+        if at > offset:
+            break
+        ms = when
+    return ms
+
+
 def utf8_tail(data: bytes) -> int:
     """How many bytes at the end of ``data`` start a UTF-8 character not yet complete."""
     for back in range(1, min(4, len(data)) + 1):
@@ -66,14 +77,22 @@ class ChunkRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Keyframe:
-    """A screen after session version ``after_version``; ``screen`` is read when first used
-    (``stored_version`` in the keyframe stream) or held (built by a reader)."""
+    """A screen after session version ``after_version``, or after its first ``within`` bytes
+    (0: all of them); ``offset_ms`` is the time of the last byte shown. ``screen`` is read
+    when first used (``stored_version`` in the keyframe stream) or held (built by a reader).
+    """
 
     after_version: int
     offset_ms: int
     position: int
     screen: dict[str, JSON] | None = None
     stored_version: int | None = None
+    within: int = 0
+
+    @property
+    def order(self) -> tuple[int, float]:
+        """Where it falls in the session: a keyframe inside a chunk comes before one after it."""
+        return (self.after_version, self.within or float("inf"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,15 +136,17 @@ def keyframe_of(event: RecordingKeyframes.ScreenKeyframe) -> Keyframe:
         offset_ms=event.offset_ms,
         position=event.position,
         screen=event.screen,
+        within=getattr(event, "within", 0) or 0,
     )
 
 
-def pieces(event: Session.OutputRecorded) -> Iterator[Frame]:
-    """A chunk cut at its timing marks."""
+def pieces(event: Session.OutputRecorded, skip: int = 0) -> Iterator[Frame]:
+    """A chunk cut at its timing marks (its first ``skip`` bytes left out)."""
     data = chunk_bytes(event)
     marks = chunk_marks(event)
-    for i, (start, ms) in enumerate(marks):
+    for i, (at, ms) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
+        start = max(at, skip)
         if end > start:
             yield Frame(
                 offset_ms=event.offset_ms + ms,

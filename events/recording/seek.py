@@ -24,7 +24,7 @@ from events.recording.chunks import (
     keyframe_of,
     pieces,
 )
-from events.recording.terminal import KeyframeSpacing, Terminal
+from events.recording.terminal import KEYFRAME_CPU_MS, KeyframeSpacing, Terminal
 from events.store import EventStore
 
 
@@ -56,8 +56,8 @@ class Recording:
     chunks: list[ChunkRef]
     keyframes: list[Keyframe]
     keyframe_bytes: int = 1 << 20
-    keyframe_cpu_ms: float = 25.0
-    _kf_versions: list[int] = field(default_factory=list)
+    keyframe_cpu_ms: float = KEYFRAME_CPU_MS
+    _kf_order: list[tuple[int, float]] = field(default_factory=list)
 
     @classmethod
     def open(cls, store: EventStore, session_id: uuid.UUID) -> Recording:
@@ -79,8 +79,14 @@ class Recording:
                     for v, s, a, b, n in e.entries
                 ]
                 keyframes += [
-                    Keyframe(stored_version=k, after_version=a, offset_ms=t, position=p)
-                    for k, a, t, p in getattr(e, "keyframes", None) or []
+                    Keyframe(
+                        stored_version=row[0],
+                        after_version=row[1],
+                        offset_ms=row[2],
+                        position=row[3],
+                        within=row[4] if len(row) > 4 else 0,
+                    )
+                    for row in getattr(e, "keyframes", None) or []
                 ]
         # Keyframes not listed yet (a running session) are few: read them whole.
         listed = max((k.stored_version or 0 for k in keyframes), default=0)
@@ -117,7 +123,7 @@ class Recording:
             chunks=chunks,
             keyframes=[],
         )
-        for kf in sorted(keyframes, key=lambda k: k.after_version):
+        for kf in sorted(keyframes, key=lambda k: k.order):
             recording.add_keyframe(kf)
         return recording
 
@@ -130,10 +136,10 @@ class Recording:
         return sum(c.length for c in self.chunks)
 
     def add_keyframe(self, kf: Keyframe) -> None:
-        i = bisect.bisect_left(self._kf_versions, kf.after_version)
-        if i < len(self._kf_versions) and self._kf_versions[i] == kf.after_version:
+        i = bisect.bisect_left(self._kf_order, kf.order)
+        if i < len(self._kf_order) and self._kf_order[i] == kf.order:
             return
-        self._kf_versions.insert(i, kf.after_version)
+        self._kf_order.insert(i, kf.order)
         self.keyframes.insert(i, kf)
 
     def offset_of(self, at: float) -> int:
@@ -172,16 +178,19 @@ class Recording:
         chunks = self.terminal_chunks
         # First chunk that starts after t: everything before it may contribute.
         stop = bisect.bisect_right([c.offset_ms for c in chunks], t_ms)
-        done = stop
-        while done > 0 and chunks[done - 1].end_ms > t_ms:
-            done -= 1
-        # Latest keyframe taken after a chunk that is wholly at or before t.
-        limit = chunks[done - 1].version if done else 0
-        k = bisect.bisect_right(self._kf_versions, limit) - 1
+        # Latest keyframe no later than the last chunk that starts by t whose last byte
+        # shown came at or before t (one inside that chunk, maybe; times never go back).
+        limit = chunks[stop - 1].version if stop else 0
+        k = bisect.bisect_right(self._kf_order, (limit, float("inf"))) - 1
+        while k >= 0 and self.keyframes[k].offset_ms > t_ms:
+            k -= 1
+        skip = 0  # bytes of chunk ``base + 1`` the keyframe already shows
         if k >= 0:
             kf = self.keyframes[k]
             term = Terminal.restore(self._screen_of(kf))
             base, since = kf.after_version, kf.position
+            if kf.within:
+                base, skip = base - 1, kf.within
         else:
             term, base, since = Terminal(self.columns, self.lines), 0, 0
         if stop == 0 or chunks[stop - 1].version <= base:
@@ -194,18 +203,19 @@ class Recording:
             if isinstance(event, Session.TerminalResized):
                 term.resize(event.columns, event.lines)
             elif isinstance(event, Session.OutputRecorded) and event.stream in TERMINAL_STREAMS:
-                whole = event.offset_ms + chunk_marks(event)[-1][1] <= t_ms
-                for piece in pieces(event):
+                end_ms = event.offset_ms + chunk_marks(event)[-1][1]
+                skipped = skip if event.originator_version == base + 1 else 0
+                for piece in pieces(event, skipped):
                     if piece.offset_ms > t_ms:
                         break
                     term.feed(piece.data)
                     position += len(piece.data)
-                if whole and spacing.due(term, position):
+                if end_ms <= t_ms and spacing.due(term, position):
                     # Cache what was rendered anyway: the next seek nearby starts here.
                     self.add_keyframe(
                         Keyframe(
                             after_version=event.originator_version,
-                            offset_ms=event.offset_ms,
+                            offset_ms=end_ms,
                             position=position,
                             screen=term.snapshot(),
                         )

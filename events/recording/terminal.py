@@ -8,15 +8,15 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import pyte
 from pyte import charsets, modes
 from pyte.screens import Char, Cursor, Margins, Savepoint, wcwidth
 
 from events.domain import JSON
-from events.recording.chunks import DEFAULT_COLUMNS, DEFAULT_LINES
+from events.recording.chunks import DEFAULT_COLUMNS, DEFAULT_LINES, byte_time
 
 # ------------------------------------------------------------------------------ screens
 
@@ -94,14 +94,61 @@ _FLAGS = ("bold", "italics", "underscore", "strikethrough", "reverse", "blink")
 _MAP_CODES = {id(m): code for code, m in charsets.MAPS.items()}
 
 
+def _flags_of(c: Char) -> int:
+    return sum(1 << i for i, name in enumerate(_FLAGS) if getattr(c, name))
+
+
 def _attrs_out(c: Char) -> list[JSON]:
-    flags = sum(1 << i for i, name in enumerate(_FLAGS) if getattr(c, name))
-    return [c.fg, c.bg, flags]
+    return [c.fg, c.bg, _flags_of(c)]
+
+
+def _rows_of(
+    state: dict[str, Any],
+) -> Iterator[tuple[int, list[tuple[int, int, str, str, str, int]]]]:
+    """(y, [(x, count, text, fg, bg, flags), ...]) per line of a snapshot, either format."""
+    if state.get("v") != 2:
+        for y, runs in state["rows"]:
+            yield y, [tuple(run) for run in runs]
+        return
+    attrs = [tuple(a) for a in state["attrs"]]
+    y = 0
+    for entry in state["rows"]:
+        runs = entry
+        if entry and isinstance(entry[0], int):
+            y, runs = entry
+        out = []
+        end = 0
+        for run in runs:
+            if isinstance(run, str):
+                x, count, text, attr = end, len(run), run, 0
+            elif len(run) == 2:
+                x, count, (text, attr) = end, len(run[0]), run
+            else:
+                x, count, text, attr = run
+            out.append((x, count, text, *attrs[attr]))
+            end = x + count
+        yield y, out
+        y += 1
 
 
 def _attrs_in(data: str, fg: str, bg: str, flags: int) -> Char:
     bits = {name: bool(flags >> i & 1) for i, name in enumerate(_FLAGS)}
     return Char(data=data, fg=fg, bg=bg, **bits)
+
+
+_CELLS: dict[tuple[str, str, int], dict[str, Char]] = {}
+"""Cells by attributes, then character, shared by every restore (``Char`` is immutable and
+pyte itself shares cells): restoring a screen builds no ``Char`` it has built before."""
+
+
+def _cells_of(fg: str, bg: str, flags: int) -> dict[str, Char]:
+    key = (fg, bg, flags)
+    cells = _CELLS.get(key)
+    if cells is None:
+        if len(_CELLS) > 1024:
+            _CELLS.clear()
+        cells = _CELLS[key] = {}
+    return cells
 
 
 def _charset_out(table: str) -> str:
@@ -171,37 +218,59 @@ class Terminal:
         return bool(self.stream._taking_plain_text) and not decoder.getstate()[0]
 
     def snapshot(self) -> dict[str, JSON]:
-        """The whole screen state as JSON-native values (only valid at ground state)."""
+        """The whole screen state as JSON-native values (only valid at ground state).
+
+        Format 2 (``"v": 2``): ``attrs`` lists the attribute triples [fg, bg, flags] used;
+        ``rows`` holds one entry per line the screen holds, in order: the line's runs, or
+        ``[y, runs]`` when it is not the line after the previous entry's (the first is 0).
+        A run is a string (cells from where the previous run ended, one character each,
+        the first attributes), ``[text, attr]`` (the same, attributes ``attrs[attr]``) or
+        ``[x, count, text, attr]`` (anything else: a stub or combined cell stands alone).
+        Format 1 (no ``v``) had ``[y, [[x, count, text, fg, bg, flags], ...]]`` rows; it
+        still restores (keyframes stored before session 4). Format 2 stores about 16% less.
+        """
         s = self.screen
-        rows: list[list[JSON]] = []
+        palette: dict[tuple[str, str, int], int] = {}
+        rows: list[JSON] = []
+        expect = 0
         for y in sorted(s.buffer):
-            runs: list[list[JSON]] = []
             line = s.buffer[y]
+            runs: list[JSON] = []
+            # [x, count, text, attr] being built; extended while cells follow with the same
+            # attributes. Every stored cell counts, default-looking ones too: erasing
+            # rewrites only the cells a line holds, so which cells exist is part of the state.
             run: list[Any] | None = None
             for x in sorted(line):
-                # Every stored cell counts, default-looking ones too: erasing rewrites only
-                # the cells a line holds, so which cells exist is part of the state.
                 c = line[x]
-                attrs = _attrs_out(c)
+                key = (c.fg, c.bg, _flags_of(c))
+                attr = palette.setdefault(key, len(palette))
                 if (
                     run is not None
                     and len(c.data) == 1
                     and run[0] + run[1] == x
                     and run[1] == len(run[2])
-                    and run[3:] == attrs
+                    and run[3] == attr
                 ):
                     run[1] += 1
                     run[2] += c.data
                 else:
-                    run = [x, 1, c.data, *attrs]
+                    run = [x, 1, c.data, attr]
                     runs.append(run)
                     if len(c.data) != 1:
-                        run = None  # a stub or combined cell stands alone
+                        run = None
             # Empty lines too: pyte moves a line in delete_lines only if the one below exists.
-            rows.append([y, runs])
+            end = 0
+            for i, (x, count, text, attr) in enumerate(runs):
+                if x == end and count == len(text):
+                    runs[i] = text if attr == 0 else [text, attr]
+                end = x + count
+            rows.append(runs if y == expect else [y, runs])
+            expect = y + 1
         return {
+            "v": 2,
             "columns": s.columns,
             "lines": s.lines,
+            "attrs": [list(k) for k in palette],
             "rows": rows,
             "cursor": _cursor_out(s.cursor),
             "mode": sorted(s.mode),
@@ -233,15 +302,21 @@ class Terminal:
         s = term.screen
         s.mode = set(state["mode"])  # first: it decides the default cell of new lines
         default = s.default_char
-        for y, runs in state["rows"]:
+        for y, runs in _rows_of(state):
             line = s.buffer[y]
             line.default = default
             for x, count, text, fg, bg, flags in runs:
-                if count == len(text):
-                    for i, ch in enumerate(text):
-                        line[x + i] = _attrs_in(ch, fg, bg, flags)
-                else:
+                cells = _cells_of(fg, bg, flags)
+                if count != len(text):  # one cell holding several characters
                     line[x] = _attrs_in(text, fg, bg, flags)
+                    continue
+                missing = set(text) - cells.keys()
+                if len(cells) > 4096:  # bounded: wide scripts could grow it for ever
+                    cells.clear()
+                    missing = set(text)
+                for ch in missing:
+                    cells[ch] = _attrs_in(ch, fg, bg, flags)
+                line.update(zip(range(x, x + count), map(cells.__getitem__, text), strict=True))
         s.cursor = _cursor_in(state["cursor"])
         s.margins = Margins(*state["margins"]) if state["margins"] is not None else None
         s.charset = state["charset"]
@@ -318,6 +393,12 @@ def _sgr(c: Char) -> str:
     return f"\x1b[{';'.join(codes)}m"
 
 
+KEYFRAME_CPU_MS = 32.0
+"""Default keyframe spacing in ms of rendering CPU: a seek renders at most about this much
+after restoring its keyframe (keyframes fall inside chunks too). Closer spacing stores
+more keyframes (each about 0.9 KB, stored): see docs/RECORDING.md for the measured trade."""
+
+
 class KeyframeSpacing:
     """When to keep a keyframe: at ground state, after ``cpu_ms`` of rendering or
     ``max_bytes`` of output since the last one.
@@ -351,6 +432,62 @@ class KeyframeSpacing:
             position - self.position >= self.max_bytes
             or (self.clock() - self.cpu) * 1000 >= self.cpu_ms
         )
+
+
+class Shot(NamedTuple):
+    """A keyframe a renderer took: after chunk ``version`` (its first ``within`` bytes, 0:
+    all), the last byte shown recorded at ``offset_ms``, ``position`` terminal bytes in."""
+
+    version: int
+    within: int
+    offset_ms: int
+    position: int
+    screen: dict[str, JSON]
+
+
+RENDER_SLICE = 2048
+"""Bytes fed at a time: where a keyframe may fall, also inside a chunk."""
+
+
+class KeyframeRenderer:
+    """Renders one terminal stream chunk by chunk and takes keyframes as ``spacing`` says.
+
+    Keyframes fall between slices of ``RENDER_SLICE`` bytes, inside chunks too: a chunk of
+    escape-heavy output can take longer to render than the spacing (64 KiB at about 1 MB/s
+    is 60 ms), and a seek renders from the keyframe before it. ``after_slice`` runs after
+    each slice (a worker thread uses it to yield the GIL or keep to its CPU share).
+    """
+
+    def __init__(self, columns: int, lines: int, spacing: KeyframeSpacing) -> None:
+        self.term = Terminal(columns, lines)
+        self.spacing = spacing
+        self.position = 0
+        spacing.restart(0)
+
+    def resize(self, columns: int, lines: int) -> None:
+        self.term.resize(columns, lines)
+
+    def render(
+        self,
+        version: int,
+        start_ms: int,
+        marks: Sequence[Sequence[int]],
+        data: bytes,
+        after_slice: Callable[[], None] | None = None,
+    ) -> Iterator[Shot]:
+        term, spacing = self.term, self.spacing
+        for i in range(0, len(data), RENDER_SLICE):
+            part = data[i : i + RENDER_SLICE]
+            term.feed(part)
+            self.position += len(part)
+            if after_slice is not None:
+                after_slice()
+            if spacing.due(term, self.position):
+                end = i + len(part)
+                ms = start_ms + byte_time(marks, end - 1)
+                within = 0 if end >= len(data) else end
+                yield Shot(version, within, ms, self.position, term.snapshot())
+                spacing.restart(self.position)
 
 
 def same_screen(a: Terminal, b: Terminal) -> bool:

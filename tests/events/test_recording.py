@@ -7,6 +7,7 @@ session, compared field by field over everything the screen object holds.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import random
 import signal
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import orjson
 import pyte
 import pytest
 from hypothesis import given, settings
@@ -265,12 +267,56 @@ def test_snapshot_restores_the_screen_exactly(before: list[bytes], after: list[b
         term.feed(b"\x1b[m")  # end a cut sequence the way a terminal would, then snapshot
     if not term.at_ground:
         return
-    restored = Terminal.restore(term.snapshot())
+    state = orjson.loads(orjson.dumps(term.snapshot()))  # as stored: JSON
+    restored = Terminal.restore(state)
     assert full_state(restored.screen, restored.stream) == full_state(term.screen, term.stream)
+    old = Terminal.restore(format_1(state))  # keyframes stored before session 4
+    assert full_state(old.screen, old.stream) == full_state(term.screen, term.stream)
     rest = b"".join(after)
     term.feed(rest)
     restored.feed(rest)
     assert full_state(restored.screen, restored.stream) == full_state(term.screen, term.stream)
+
+
+def format_1(state: dict[str, Any]) -> dict[str, Any]:
+    """A format 2 snapshot written as format 1 was (rows of [x, count, text, fg, bg, flags])."""
+    attrs = state["attrs"]
+    rows, y = [], 0
+    for entry in state["rows"]:
+        runs = entry
+        if entry and isinstance(entry[0], int):
+            y, runs = entry
+        out, end = [], 0
+        for run in runs:
+            if isinstance(run, str):
+                x, count, text, attr = end, len(run), run, 0
+            elif len(run) == 2:
+                x, count, text, attr = end, len(run[0]), run[0], run[1]
+            else:
+                x, count, text, attr = run
+            out.append([x, count, text, *attrs[attr]])
+            end = x + count
+        rows.append([y, out])
+        y += 1
+    return {**{k: v for k, v in state.items() if k not in ("v", "attrs")}, "rows": rows}
+
+
+def test_snapshot_format_2_is_compact_and_format_1_still_restores() -> None:
+    term = Terminal(20, 4)
+    term.feed(b"ab\x1b[31mcd\x1b[m  \r\n\r\n\x1b[1;32mok\x1b[m\xe6\x97\xa5")
+    state = term.snapshot()
+    assert state["v"] == 2
+    assert state["attrs"] == [
+        ["default", "default", 0],
+        ["red", "default", 0],
+        ["green", "default", 1],
+    ]
+    # Line 0: "ab" (attrs 0), "cd" red, then the cells of "  " (default again); line 1 is not
+    # held (nothing written), so line 2 names its y; a wide character's stub stands alone.
+    assert state["rows"][0] == ["ab", ["cd", 1], "  "]
+    assert state["rows"][1] == [2, [["ok", 2], "日", [3, 1, "", 0]]]
+    again = Terminal.restore(format_1(state))
+    assert full_state(again.screen, again.stream) == full_state(term.screen, term.stream)
 
 
 def test_at_ground_is_false_inside_an_escape_or_a_character() -> None:
@@ -444,14 +490,19 @@ def renderer() -> Iterator[KeyframeProcess]:
 
 
 @pytest.mark.parametrize("where", ["thread", "process"])
+@pytest.mark.parametrize(
+    ("chunk", "keyframe"),
+    [(1500, 6000), (16000, 3000)],
+    ids=["keyframes-after-chunks", "keyframes-inside-chunks"],
+)
 def test_seeking_reproduces_the_screen_exactly(
-    store: EventStore, where: str, renderer: KeyframeProcess
+    store: EventStore, where: str, renderer: KeyframeProcess, chunk: int, keyframe: int
 ) -> None:
     writes = synthetic_writes(7, 120_000)
     sid, events, rec = record(
         writes,
-        chunk=1500,
-        keyframe=6000,
+        chunk=chunk,
+        keyframe=keyframe,
         resizes={len(writes) // 3: (100, 30), 2 * len(writes) // 3: (60, 20)},
         keyframes=renderer if where == "process" else None,
     )
@@ -461,21 +512,32 @@ def test_seeking_reproduces_the_screen_exactly(
     assert len([c for c in recording.chunks if c.stream == "resize"]) == 3
     terminal = recording.terminal_chunks
     ends = [c.end_ms for c in terminal]
+    inside = [k for k in recording.keyframes if k.within]
+    if chunk > keyframe:  # keyframes fall inside chunks, also before the chunk's last byte
+        span = {c.version: (c.offset_ms, c.end_ms) for c in terminal}
+        assert len(inside) > 5
+        assert any(
+            span[k.after_version][0] < k.offset_ms < span[k.after_version][1] for k in inside
+        )
+    else:
+        assert not inside
     kf_times = [k.offset_ms for k in recording.keyframes]
     rnd = random.Random(1)
     times = sorted(
         set(rnd.sample(range(recording.duration_ms + 1), 25))
-        | {t + d for t in kf_times[:6] for d in (0, 1)}  # right at and after keyframes
+        | {t + d for t in kf_times[:6] for d in (-1, 0, 1)}  # right at and around keyframes
+        | {t + d for t in (k.offset_ms for k in inside[:6]) for d in (-1, 0, 1)}
         | {e for e in ends[5:40:3]}  # chunk ends: many cut an escape sequence
         | {0, recording.duration_ms}
     )
+    times = [t for t in times if t >= 0]
     outputs = [e for e in events if isinstance(e, Session.OutputRecorded)]
     cut_mid_sequence = 0
     probe = Terminal()
     for e in outputs:
         probe.feed(chunk_bytes(e))
         cut_mid_sequence += not probe.at_ground
-    assert cut_mid_sequence > 3
+    assert cut_mid_sequence > 3 or chunk > keyframe  # small chunks: many end mid-sequence
     expected = references_at(
         [e for e in events if isinstance(e, Session.OutputRecorded | Session.TerminalResized)],
         times,
@@ -510,6 +572,30 @@ def test_seeking_without_stored_keyframes_builds_and_caches_them(store: EventSto
     assert full_state(screen.screen, screen.stream) == expected[end]
     assert full_state(again.screen, again.stream) == expected[end]
     assert full_state(middle.screen, middle.stream) == expected[end // 2]
+
+
+def test_an_index_written_before_keyframes_inside_chunks_still_reads(store: EventStore) -> None:
+    """Index rows of four values (no ``within``) are keyframes after whole chunks."""
+    writes = synthetic_writes(5, 60_000)
+    sid, events, _ = record(writes, chunk=1500, keyframe=5000)
+    old = [
+        dataclasses.replace(e, keyframes=[row[:4] for row in e.keyframes])
+        if isinstance(e, RecordingIndex.ChunksIndexed)
+        else e
+        for e in events
+    ]
+    assert any(isinstance(e, RecordingIndex.ChunksIndexed) and e.keyframes for e in old)
+    store.append(old)
+    recording = Recording.open(store, sid)
+    assert len(recording.keyframes) > 5 and not any(k.within for k in recording.keyframes)
+    times = [k.offset_ms + d for k in recording.keyframes[::3] for d in (-1, 0)]
+    expected = references_at(
+        [e for e in events if isinstance(e, Session.OutputRecorded | Session.TerminalResized)],
+        times,
+    )
+    for t in times:
+        got = Recording.open(store, sid).screen_at(t)
+        assert full_state(got.screen, got.stream) == expected[t], f"screen differs at {t} ms"
 
 
 def test_a_recording_without_index_is_read_from_the_session(store: EventStore) -> None:
@@ -592,9 +678,9 @@ def test_a_running_session_seeks_with_keyframes_not_yet_indexed(store: EventStor
     assert full_state(got.screen, got.stream) == references_at(outputs, [end])[end]
 
 
-def _keyframes(events: list[DomainEvent]) -> list[tuple[int, int, int, Any]]:
+def _keyframes(events: list[DomainEvent]) -> list[tuple[int, int, int, int, Any]]:
     return [
-        (e.after_version, e.offset_ms, e.position, e.screen)
+        (e.after_version, e.within, e.offset_ms, e.position, e.screen)
         for e in events
         if isinstance(e, RecordingKeyframes.ScreenKeyframe)
     ]
@@ -607,11 +693,12 @@ def test_the_renderer_process_keeps_the_same_keyframes_as_the_thread(
     resizes = {len(writes) // 2: (90, 28)}
     # Spaced by bytes only (CPU-time spacing differs from run to run): the same screens at
     # the same places, whichever renders them.
-    common: dict[str, Any] = {"chunk": 1500, "keyframe": 5000, "keyframe_cpu_ms": 1e9}
+    common: dict[str, Any] = {"chunk": 12000, "keyframe": 5000, "keyframe_cpu_ms": 1e9}
     _, in_thread, _ = record(writes, resizes=resizes, **common)
     _, in_child, rec = record(writes, resizes=resizes, keyframes=renderer, **common)
     assert rec._worker is not None and not rec._worker.lost
     assert len(_keyframes(in_thread)) > 5
+    assert sum(k[1] > 0 for k in _keyframes(in_thread)) > 2  # inside chunks, with their times
     assert _keyframes(in_child) == _keyframes(in_thread)
 
 

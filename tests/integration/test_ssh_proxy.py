@@ -19,7 +19,13 @@ from typing import Any
 import asyncssh
 import pytest
 
-from events.domain import DomainEvent, RecordingIndex, Session, SessionControl
+from events.domain import (
+    DomainEvent,
+    RecordingIndex,
+    RecordingKeyframes,
+    Session,
+    SessionControl,
+)
 from events.recording import Recording, Terminal, chunk_bytes
 
 from .harness import RunningGateway
@@ -380,6 +386,25 @@ def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) 
         last = recording.keyframes[-1]
         reference = Terminal(80, 24)
         reference.feed(pty_bytes[: last.position])
+        stored = next(
+            k
+            for k in of(
+                store.events_of(RecordingKeyframes.id_for(session_id)),
+                RecordingKeyframes.ScreenKeyframe,
+            )
+            if k.originator_version == last.stored_version
+        )  # the renderer may still be adding keyframes: this one
+        assert stored.position == last.position
+        assert Terminal.restore(stored.screen).screen.display == reference.screen.display
+        # Seeking to its time shows every byte recorded by then (a keyframe inside a chunk
+        # may share its time with the bytes after it).
+        shown = b"".join(
+            f.data
+            for f in recording.frames()
+            if f.stream == "pty" and f.offset_ms <= last.offset_ms
+        )
+        reference = Terminal(80, 24)
+        reference.feed(shown)
         seeked = Recording.open(store, session_id).screen_at(last.offset_ms)
         assert seeked.screen.display == reference.screen.display
     finally:
