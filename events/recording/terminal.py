@@ -22,7 +22,8 @@ from events.recording.chunks import DEFAULT_COLUMNS, DEFAULT_LINES, byte_time
 
 
 class FastScreen(pyte.Screen):
-    """A pyte ``Screen`` whose ``draw`` is fast for printable ASCII and identical otherwise."""
+    """A pyte ``Screen`` whose ``draw`` is fast for characters one cell wide (printable ASCII,
+    most alphabets) and identical otherwise."""
 
     def __init__(self, columns: int, lines: int) -> None:
         self._glyphs: dict[Char, dict[str, Char]] = {}
@@ -36,19 +37,19 @@ class FastScreen(pyte.Screen):
         # Translation maps one character to one, so ``data`` and ``text`` share indices:
         # pyte gets the untranslated piece, as it would have.
         pos = 0
-        for run in _PRINTABLE_ASCII.finditer(text):
+        for run in _ONE_CELL.finditer(text):
             if run.start() > pos:
                 if any(_stops_drawing(c) for c in text[pos : run.start()]):
                     super().draw(data[pos:])  # pyte drops the rest of the text there
                     return
                 super().draw(data[pos : run.start()])
-            self._draw_ascii(run.group())
+            self._draw_simple(run.group())
             pos = run.end()
         if pos < len(text):
             super().draw(data[pos:])
 
-    def _draw_ascii(self, text: str) -> None:
-        """pyte's ``draw`` for printable ASCII (width 1 each), a line's slice at a time."""
+    def _draw_simple(self, text: str) -> None:
+        """pyte's ``draw`` for characters of width 1, a line's slice at a time."""
         cursor = self.cursor
         columns = self.columns
         attrs = cursor.attrs
@@ -57,6 +58,8 @@ class FastScreen(pyte.Screen):
             if len(self._glyphs) > 256:
                 self._glyphs.clear()
             glyphs = self._glyphs[attrs] = {}
+        elif len(glyphs) > 512:  # bounded: a text of many alphabets would grow it for ever
+            glyphs.clear()
         for char in set(text) - glyphs.keys():
             glyphs[char] = attrs._replace(data=char)
         wrap = modes.DECAWM in self.mode
@@ -79,7 +82,24 @@ class FastScreen(pyte.Screen):
         self.dirty.add(cursor.y)
 
 
-_PRINTABLE_ASCII = re.compile("[\x20-\x7e]+")
+def _one_cell_class(last: int = 0x2FFF) -> str:
+    """A regex class of the characters up to ``last`` that pyte draws one cell wide
+    (``wcwidth`` 1: printable ASCII, Latin, Greek, Cyrillic, ...); pyte's ``draw`` treats
+    them all as it treats ``a``. Wider, zero-width and combining ones stay with pyte."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x20, last + 1):
+        if wcwidth(chr(code)) == 1:
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
+_ONE_CELL = re.compile(f"[{_one_cell_class()}]+")
 _PLAIN_CSI = re.compile("\x1b\\[([0-9;]*)([@A-Za-z`])")
 _CSI_METHODS: dict[str, str] = dict(pyte.Stream.csi)
 

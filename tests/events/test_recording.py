@@ -215,6 +215,8 @@ FRAGMENTS = [
     b"\x1b%@",
     b"\x1b%G",
     b"\xe9t\xe9",
+    "café ñ Ωμέγα Щука".encode(),
+    "soft\u00adhyphen zero\u200bwidth".encode(),
     b"x" * 90,
     b"\x1b[?3h",
     b"\x1b[?3l",
