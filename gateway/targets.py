@@ -23,7 +23,8 @@ upstream = "127.0.0.1:22"
 credential = "box"              # vault entry: ssh-password or ssh-key
 host_key = "ssh-ed25519 AAAA..."  # the upstream's public host key (or known_hosts = FILE)
 max_hold = "30s"
-record_limit = 8388608          # bytes of output recorded per stream of a channel (then counts)
+record_limit = 8388608          # recording budget per stream of a channel, bytes (past it: counts)
+record_rate = 262144            # bytes/s the budget refills (0: never; recording resumes after bulk)
 ```
 """
 
@@ -85,7 +86,8 @@ class SSHTarget:
     credential: str
     host_key: str | None = None
     known_hosts: Path | None = None
-    record_limit: int = 8 * 1024 * 1024  # bytes recorded per stream of a channel; then counts
+    record_limit: int = 8 * 1024 * 1024  # recording budget per stream of a channel (bytes)
+    record_rate: int = 256 * 1024  # bytes/s the budget refills (0: never)
     max_hold: float = 30.0
     handshake_timeout: float = 10.0
     connect_timeout: float = 5.0
@@ -158,6 +160,7 @@ def ssh_targets(settings: Settings) -> list[SSHTarget]:
             host_key=str(t["host_key"]) if t.get("host_key") else None,
             known_hosts=_path(base, t.get("known_hosts")),
             record_limit=int(t.get("record_limit", 8 * 1024 * 1024)),
+            record_rate=int(t.get("record_rate", 256 * 1024)),
         )
         if target.host_key is None and target.known_hosts is None:
             raise UserError(

@@ -382,7 +382,9 @@ class SSHSession:
         recorder = self._recorder(channel)
 
         def stream(name: str) -> ChannelStream:
-            return ChannelStream(recorder, name, limit=self.target.record_limit)
+            return ChannelStream(
+                recorder, name, limit=self.target.record_limit, rate=self.target.record_rate
+            )
 
         # A terminal's stdout and stderr are one screen: both are the "pty" stream, which
         # replay renders (and the recorder keyframes); exec output keeps its two streams.
@@ -431,6 +433,9 @@ class SSHSession:
                         "exit_signal": result.exit_signal,
                         "ended_by": result.ended_by,
                         "hidden_input_bytes": typed.hidden_bytes if typed else 0,
+                        "unrecorded_bytes": stdout.recording.unrecorded
+                        + stderr.recording.unrecorded,
+                        "recording_gaps": stdout.recording.gaps + stderr.recording.gaps,
                     },
                     truncated=stdout.recording.truncated or stderr.recording.truncated,
                 )

@@ -9,8 +9,13 @@ which cuts chunks, indexes them and keeps screen keyframes for terminal streams:
 recorder for both protocols.
 
 * :class:`ChannelStream` is one stream of one channel (``pty`` for a terminal channel,
-  else ``stdout``/``stderr``; ``input`` for typed keys). Past ``limit`` bytes only counts
-  are kept: the channel's ``ResponseRecorded`` says ``truncated``.
+  else ``stdout``/``stderr``; ``input`` for typed keys). It records through a budget of
+  ``limit`` bytes that refills at ``rate`` bytes/s: bulk output (``cat`` of a big file)
+  is recorded up to the budget, then only counted, and recording resumes once a second's
+  refill is back, so what a shell shows after a bulk transfer is recorded again (with a
+  budget that never refills, 8 MiB of output would end the recording of an interactive
+  session for good: an easy way to hide what follows). The channel's ``ResponseRecorded``
+  says ``truncated`` and how many bytes went unrecorded.
 * :class:`MaskingTap` (output) masks with a ``StreamMasker`` and records what the client
   was sent: the recording is exactly the masked stream, never the original.
 * :class:`TypedInputTap` (PTY input) records keystrokes through its own masker, leaves out
@@ -26,6 +31,7 @@ recorder for both protocols.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +42,8 @@ from gateway.ssh.sftp import SftpOperation, SftpRequestScanner
 MASK_IDLE = 0.03
 """A masker holding a possible value prefix releases it after this long without output."""
 DEFAULT_LIMIT = 8 * 1024 * 1024
+DEFAULT_RATE = 256 * 1024
+"""Bytes per second the recording budget of a stream refills (0: never)."""
 
 
 class RecordSink(Protocol):
@@ -48,26 +56,62 @@ class RecordSink(Protocol):
 
 
 class ChannelStream:
-    """One stream of one channel into the session's recording, up to ``limit`` bytes."""
+    """One stream of one channel into the session's recording, through a budget of ``limit``
+    bytes refilled at ``rate`` bytes/s (see the module docstring). Once the budget ran out,
+    recording resumes when it holds a second's refill again (or all of ``limit``, if less):
+    what is recorded stays in pieces of whole reads, not a byte here and there."""
 
-    def __init__(self, sink: RecordSink, stream: str, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(
+        self,
+        sink: RecordSink,
+        stream: str,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        rate: int = DEFAULT_RATE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sink = sink
         self.stream = stream
         self.limit = limit
+        self.rate = rate
+        self.clock = clock
         self.recorded = 0
         self.seen = 0
+        self.gaps = 0
+        """How many times recording stopped for want of budget."""
+        self._budget = float(limit)
+        self._at = clock()
+        self._paused = False
+        self._resume = min(limit, max(rate, 1))
 
     @property
     def truncated(self) -> bool:
         return self.seen > self.recorded
 
+    @property
+    def unrecorded(self) -> int:
+        return self.seen - self.recorded
+
     def add(self, data: bytes, masked: dict[str, int] | None = None) -> None:
         self.seen += len(data)
-        room = self.limit - self.recorded
-        if room <= 0 or not data:
+        if not data:
             return
+        if self.rate:
+            now = self.clock()
+            self._budget = min(self.limit, self._budget + (now - self._at) * self.rate)
+            self._at = now
+        if self._paused:
+            if self._budget < self._resume:
+                return
+            self._paused = False
+        room = int(self._budget)
         if len(data) > room:
             data = data[:room]
+            self._paused = True
+            self.gaps += 1
+        if not data:
+            return
+        self._budget -= len(data)
         self.recorded += len(data)
         self.sink.record(self.stream, data, masked=masked)
 

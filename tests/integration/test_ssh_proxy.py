@@ -70,6 +70,15 @@ listen = "127.0.0.1:0"
 upstream = "127.0.0.1:{sshd.port}"
 credential = "keyed"
 known_hosts = "{known_hosts}"
+
+[[ssh]]
+name = "budget"
+listen = "127.0.0.1:0"
+upstream = "127.0.0.1:{sshd.port}"
+credential = "box"
+host_key = "{sshd.host_key}"
+record_limit = 65536
+record_rate = 65536
 """
     with ssh_gateway(tmp_path_factory.mktemp("gw"), sshd, extra=extra) as g:
         yield g
@@ -340,6 +349,36 @@ def test_interactive_pty_session_is_relayed_and_recorded(gw: RunningGateway) -> 
         assert end.screen.columns == 100
     finally:
         store.close()
+
+
+def test_after_bulk_output_a_shell_is_recorded_again(gw: RunningGateway) -> None:
+    """Past its budget a stream is only counted, and recording resumes once the budget has
+    refilled: 8 MiB of output cannot hide what the shell shows afterwards."""
+    token = gw.token("pty-budget")
+
+    async def drive() -> None:
+        async with _asyncssh_connect(gw, token, target="budget") as conn:
+            process = await conn.create_process(
+                term_type="xterm", term_size=(80, 24), encoding=None
+            )
+            process.stdin.write(
+                b"head -c 600000 /dev/zero | tr '\\0' x; sleep 1.5;"
+                b" echo AFTER-BULK-$((6 * 7)); exit 0\n"
+            )
+            while await asyncio.wait_for(process.stdout.read(65536), 60):
+                pass
+            await process.wait_closed()
+
+    asyncio.run(drive())
+    events = events_of(gw, "pty-budget")
+    [response] = of(events, Session.ResponseRecorded)
+    recorded = b"".join(
+        chunk_bytes(e) for e in of(events, Session.OutputRecorded) if e.stream == "pty"
+    )
+    assert response.truncated and response.transcript["recording_gaps"] >= 1
+    assert response.transcript["unrecorded_bytes"] > 400_000
+    assert len(recorded) < 300_000  # the budget and about 1.5 s of refill, not the bulk
+    assert b"AFTER-BULK-42" in recorded  # the shell after the bulk output is recorded
 
 
 def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) -> None:

@@ -40,8 +40,67 @@ class Sink:
 
 
 def recorder(limit: int = 1 << 20, stream: str = "stdout") -> tuple[ChannelStream, Sink]:
+    """A stream whose clock stands still: its budget never refills."""
     sink = Sink()
-    return ChannelStream(sink, stream, limit=limit), sink
+    return ChannelStream(sink, stream, limit=limit, clock=lambda: 0.0), sink
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recording_resumes_once_the_budget_refilled_after_bulk_output() -> None:
+    sink, clock = Sink(), Clock()
+    rec = ChannelStream(sink, "pty", limit=1000, rate=100, clock=clock)
+    rec.add(b"a" * 600)
+    rec.add(b"b" * 600)  # 400 fit: the rest of the read and what follows is only counted
+    assert rec.recorded == 1000 and rec.gaps == 1
+    clock.now = 0.5
+    rec.add(b"c" * 30)  # 50 bytes refilled: not yet a second's worth (100)
+    clock.now = 1.0
+    rec.add(b"$ prompt")  # 100 refilled: recording resumes with this read
+    rec.add(b"d" * 500)  # 92 left in the budget: 92 bytes, then a gap again
+    assert [c[1][:1] for c in sink.calls] == [b"a", b"b", b"$", b"d"]
+    assert len(sink.calls[3][1]) == 92 and rec.gaps == 2
+    assert rec.seen == 1738 and rec.recorded == 1100 and rec.unrecorded == 638
+    clock.now = 100.0  # a long pause refills at most the whole budget
+    rec.add(b"e" * 1500)
+    assert len(sink.calls[-1][1]) == 1000
+
+
+def test_a_budget_that_never_refills_cuts_the_recording_for_good() -> None:
+    sink, clock = Sink(), Clock()
+    rec = ChannelStream(sink, "pty", limit=100, rate=0, clock=clock)
+    rec.add(b"x" * 150)
+    clock.now = 3600.0
+    rec.add(b"later")
+    assert sink.text() == "x" * 100 and rec.unrecorded == 55 and rec.gaps == 1
+
+
+@given(
+    st.lists(st.tuples(st.binary(max_size=300), st.floats(0, 2)), max_size=40),
+    st.integers(1, 1000),
+    st.integers(0, 500),
+)
+def test_a_refilling_budget_records_whole_read_prefixes_within_the_budget(
+    reads: list[tuple[bytes, float]], limit: int, rate: int
+) -> None:
+    sink, clock = Sink(), Clock()
+    rec = ChannelStream(sink, "stdout", limit=limit, rate=rate, clock=clock)
+    recorded = []
+    for data, pause in reads:
+        clock.now += pause
+        before = len(sink.calls)
+        rec.add(data)
+        if len(sink.calls) > before:
+            recorded.append((data, sink.calls[-1][1]))
+    assert all(data.startswith(piece) and piece for data, piece in recorded)
+    assert rec.recorded == sum(len(p) for _, p in recorded) <= limit + rate * clock.now + 1
+    assert rec.seen == sum(len(d) for d, _ in reads)
 
 
 def test_past_the_limit_only_counts_are_kept() -> None:
