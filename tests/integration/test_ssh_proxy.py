@@ -351,25 +351,22 @@ def test_interactive_pty_session_is_relayed_and_recorded(gw: RunningGateway) -> 
         store.close()
 
 
+async def _run_in_terminal(gw: RunningGateway, token: str, script: bytes, **kw: Any) -> None:
+    """Run ``script`` in a shell on an 80x24 terminal through the gateway, reading all."""
+    async with _asyncssh_connect(gw, token, **kw) as conn:
+        process = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
+        process.stdin.write(script + b"; exit 0\n")
+        while await asyncio.wait_for(process.stdout.read(65536), 60):
+            pass
+        await asyncio.wait_for(process.wait_closed(), 10)
+        assert process.exit_status == 0
+
+
 def test_after_bulk_output_a_shell_is_recorded_again(gw: RunningGateway) -> None:
     """Past its budget a stream is only counted, and recording resumes once the budget has
     refilled: 8 MiB of output cannot hide what the shell shows afterwards."""
-    token = gw.token("pty-budget")
-
-    async def drive() -> None:
-        async with _asyncssh_connect(gw, token, target="budget") as conn:
-            process = await conn.create_process(
-                term_type="xterm", term_size=(80, 24), encoding=None
-            )
-            process.stdin.write(
-                b"head -c 600000 /dev/zero | tr '\\0' x; sleep 1.5;"
-                b" echo AFTER-BULK-$((6 * 7)); exit 0\n"
-            )
-            while await asyncio.wait_for(process.stdout.read(65536), 60):
-                pass
-            await process.wait_closed()
-
-    asyncio.run(drive())
+    script = b"head -c 600000 /dev/zero | tr '\\0' x; sleep 1.5; echo AFTER-BULK-$((6 * 7))"
+    asyncio.run(_run_in_terminal(gw, gw.token("pty-budget"), script, target="budget"))
     events = events_of(gw, "pty-budget")
     [response] = of(events, Session.ResponseRecorded)
     recorded = b"".join(
@@ -386,21 +383,10 @@ def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) 
     the screens it sends back are exact (seeking from them equals rendering it all)."""
     token = gw.token("pty-keyframes")
 
-    async def drive() -> None:
-        async with _asyncssh_connect(gw, token) as conn:
-            process = await conn.create_process(
-                term_type="xterm", term_size=(80, 24), encoding=None
-            )
-            process.stdin.write(
-                b"for i in $(seq 1 40000); do printf '\\033[1;3%dm%06d\\033[0m  ' $((i % 7)) $i;"
-                b" done; echo; exit 0\n"
-            )
-            while await asyncio.wait_for(process.stdout.read(65536), 60):
-                pass
-            await asyncio.wait_for(process.wait_closed(), 10)
-            assert process.exit_status == 0
-
-    asyncio.run(drive())
+    script = (
+        b"for i in $(seq 1 40000); do printf '\\033[1;3%dm%06d\\033[0m  ' $((i % 7)) $i; done; echo"
+    )
+    asyncio.run(_run_in_terminal(gw, token, script))
     renderer = gw.started.context.keyframes if gw.started.context else None
     assert renderer is not None and renderer.pid not in (None, os.getpid())
     events = events_of(gw, "pty-keyframes")
