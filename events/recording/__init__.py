@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 What an agent saw is stored in its ``Session`` stream as ``OutputRecorded`` chunks (masked
-bytes, at most ~64 KiB or 250 ms each, ``offset_ms`` from the start of the recording, timing
+bytes, at most ~64 KiB or 500 ms each, ``offset_ms`` from the start of the recording, timing
 marks inside the chunk) and ``TerminalResized`` events. :func:`chunk_text` maps the bytes to
 the ``data`` string: the UTF-8 text when the chunk is valid UTF-8 (the usual case: readable
 in any export), else latin-1, one character per byte; ``encoding`` says which, so

@@ -413,7 +413,7 @@ def _sgr(c: Char) -> str:
     return f"\x1b[{';'.join(codes)}m"
 
 
-KEYFRAME_CPU_MS = 32.0
+KEYFRAME_CPU_MS = 36.0
 """Default keyframe spacing in ms of rendering CPU: a seek renders at most about this much
 after restoring its keyframe (keyframes fall inside chunks too). Closer spacing stores
 more keyframes (each about 0.9 KB, stored): see docs/RECORDING.md for the measured trade."""

@@ -381,6 +381,7 @@ def record(
             )
         ]
     )
+    kw.setdefault("chunk_ms", 250)  # the scenarios below were made with chunks cut at 250 ms
     rec = SessionRecorder(
         log,
         sink,
