@@ -19,6 +19,17 @@ Larger ones (recorded output, result transcripts) are compressed whatever the di
 with ``{`` is plain JSON (a zstd frame starts with the magic bytes ``28 b5 2f fd``). The
 gateway trains the first dictionary by itself once enough events are stored (see
 ``EventStore.train_dictionary``), and ``wardgate store train`` trains newer ones.
+
+Large events (``LARGE`` bytes of JSON and more: recorded terminal output, cut in 64 KiB
+chunks) are compressed at ``large_level`` (2), the rest at ``level`` (3). On recorded output
+level 2 compresses as well as level 3 from about 24 KiB on (measured on synthetic terminal
+output: 4.469x at both levels without a dictionary, 4.628x against 4.614x with one, 64 KiB
+chunks) for about 30% less CPU (40% less with a dictionary, whose matching makes large
+inputs dearer); below 16 KiB level 3 shrinks more (keyframes: 6.49x against 6.15x), and
+between 24 and 48 KiB level 2 was within 0.3% either way, so the threshold sits at 48 KiB:
+chunks cut by time on a steady trickle keep level 3, bulk output (64 KiB chunks) gets 2. The
+level is not recorded anywhere and does not need to be: every zstd frame decodes the same
+way whatever level made it.
 """
 
 from __future__ import annotations
@@ -32,6 +43,9 @@ from eventsourcing.persistence import Compressor
 DictionaryLoader = Callable[[], Mapping[int, bytes]]
 PLAIN_BELOW = 1024
 """Without a dictionary, events smaller than this are stored uncompressed."""
+LARGE = 48 * 1024
+"""Events of this many bytes (JSON) and more are compressed at ``large_level``."""
+LARGE_LEVEL = 2
 
 
 class CompressionError(Exception):
@@ -41,8 +55,15 @@ class CompressionError(Exception):
 class ZstdDictCompressor(Compressor):
     """The ``eventsourcing`` compressor interface (``compress``/``decompress``) for zstd."""
 
-    def __init__(self, *, level: int = 3, loader: DictionaryLoader | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        level: int = 3,
+        large_level: int = LARGE_LEVEL,
+        loader: DictionaryLoader | None = None,
+    ) -> None:
         self.level = level
+        self.large_level = large_level
         self.loader = loader
         self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
         self._current: zstandard.ZstdCompressionDict | None = None
@@ -79,16 +100,21 @@ class ZstdDictCompressor(Compressor):
             return data
         local = self._local
         if getattr(local, "generation", -1) != self._generation:
-            local.compressor = zstandard.ZstdCompressor(
-                level=self.level,
-                dict_data=self._current,
-                write_checksum=False,
-                write_content_size=True,
-                write_dict_id=True,
-            )
+            local.compressor = self._compressor(self.level)
+            local.large = self._compressor(self.large_level)
             local.generation = self._generation
-        compressed: bytes = local.compressor.compress(data)
+        compressor = local.large if len(data) >= LARGE else local.compressor
+        compressed: bytes = compressor.compress(data)
         return compressed
+
+    def _compressor(self, level: int) -> zstandard.ZstdCompressor:
+        return zstandard.ZstdCompressor(
+            level=level,
+            dict_data=self._current,
+            write_checksum=False,
+            write_content_size=True,
+            write_dict_id=True,
+        )
 
     def decompress(self, data: bytes) -> bytes:
         if data[:1] == b"{":

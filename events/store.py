@@ -49,7 +49,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, get_topic, resolve_topic
 
-from events.compression import CompressionError, ZstdDictCompressor, train_dictionary
+from events.compression import (
+    LARGE_LEVEL,
+    CompressionError,
+    ZstdDictCompressor,
+    train_dictionary,
+)
 from events.domain import Aggregate, DomainEvent
 from events.integrity import VerifyReport, merge_by_id, verify
 from events.recorders import (
@@ -92,6 +97,8 @@ class StoreSettings:
     integrity_key: bytes | None = None
     autocheckpoint: bool = True
     compression_level: int = 3
+    large_compression_level: int = LARGE_LEVEL
+    """For events of ``events.compression.LARGE`` bytes and more (recorded output)."""
 
     @property
     def backend(self) -> str:
@@ -225,7 +232,9 @@ class EventStore:
 
     def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
-        self.compressor = ZstdDictCompressor(level=settings.compression_level)
+        self.compressor = ZstdDictCompressor(
+            level=settings.compression_level, large_level=settings.large_compression_level
+        )
         cipher = None
         if settings.cipher_key:
             from eventsourcing.cryptography import AESCipher  # noqa: PLC0415
