@@ -208,6 +208,8 @@ class SessionRecorder:
         clock: Callable[[], float] = time.monotonic,
         origin: float | None = None,
     ) -> None:
+        if chunk_bytes < 4:  # a chunk must hold a whole UTF-8 character, or _add never ends
+            raise ValueError(f"chunk_bytes must be at least 4, not {chunk_bytes}")
         self.log = log
         self.writer = writer
         self.pty = pty

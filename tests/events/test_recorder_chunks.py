@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +49,7 @@ _WRITE = st.one_of(
         ),
         max_size=60,
     ),
-    chunk=st.integers(min_value=4, max_value=700),  # under 4 a held UTF-8 lead byte loops
+    chunk=st.integers(min_value=4, max_value=700),  # under 4 is refused (see below)
 )
 def test_chunks_hold_every_byte_in_order_with_its_time(
     writes: list[tuple[int, str, bytes]], chunk: int
@@ -95,3 +96,8 @@ def test_a_buffer_the_caller_reuses_is_recorded_as_it_was_when_written() -> None
     assert b"".join(chunk_bytes(e) for e in _outputs(sink, "stdout")) == (
         b"first write second write"
     )
+
+
+def test_chunks_too_small_for_a_utf8_character_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 4"):
+        SessionRecorder(SessionLog(node="n"), Sink(), pty=False, chunk_bytes=3)
