@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.domain import DomainEvent, Session
+from events.domain import Session
 from events.recording import chunk_bytes, chunk_marks
 from gateway.recording import SessionRecorder
 from gateway.session import SessionLog
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[DomainEvent] = []
-
-    def submit(self, events: Sequence[DomainEvent]) -> None:
-        self.events.extend(events)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.events.test_recording import Clock, Sink
 
 
 def _outputs(sink: Sink, stream: str) -> list[Session.OutputRecorded]:
@@ -55,12 +38,13 @@ def test_chunks_hold_every_byte_in_order_with_its_time(
     writes: list[tuple[int, str, bytes]], chunk: int
 ) -> None:
     clock, sink = Clock(), Sink()
+    start = clock.now
     rec = SessionRecorder(SessionLog(node="n1"), sink, pty=False, chunk_bytes=chunk, clock=clock)
     sent: dict[str, list[tuple[int, bytes]]] = {"stdout": [], "stderr": []}
     now_ms = 0
     for gap, stream, data in writes:
         now_ms += gap
-        clock.now = now_ms / 1000
+        clock.now = start + now_ms / 1000
         rec.record(stream, data)
         if data:
             sent[stream].append((now_ms, data))
