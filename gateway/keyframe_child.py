@@ -145,7 +145,6 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             session.lost = True
             out.write(frame(LOST, sid))
             out.flush()
-        session.clock()
 
 
 def main() -> int:
