@@ -11,11 +11,21 @@ for the recorder to emit on its next call, ``lost`` says keyframing stopped for 
 session (seeking is then slower, never wrong).
 
 The data path only queues a reference to bytes it already has. A writer thread copies
-queued frames into the child's pipe; a reader thread hands keyframes to their worker. The
-queue is bounded in bytes (``backlog``, for all sessions): a chunk that does not fit ends
-keyframing for its session (a gap would make every later screen wrong), so memory stays
-bounded however far the child falls behind. If the child dies, every session it served
-loses keyframing and the next terminal session starts a new child.
+queued frames into the child's pipe, but only while the gateway is not busy: rendering
+beside a busy relay slows the relay, whatever the child's priority (see
+``_gateway_busy``). A reader thread hands keyframes to their worker.
+
+Memory stays bounded however long the gateway stays busy: the queue in memory holds at
+most ``backlog`` bytes (all sessions together). While the writer waits for a quiet
+gateway and more than half of that is queued, it moves the queue, in order, to a spill
+file (an unlinked temporary file, at most ``spill_limit`` bytes); once the gateway is
+quiet it feeds the child from the spill file first, then from memory, so every session's
+frames keep their order. A chunk that fits in neither ends keyframing for its session (a
+gap would make every later screen wrong). A long busy transfer records 256 KiB a second
+(the SSH budget's refill): in memory alone it filled 32 MiB in about two minutes and lost
+its keyframes; the 256 MiB spill file holds about 17 minutes of it. If the child dies,
+every session it served loses keyframing and the next terminal session starts a new
+child.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import IO, Any
@@ -52,7 +63,13 @@ from gateway.keyframe_child import (
 logger = logging.getLogger("wardgate.keyframes")
 
 BACKLOG = 32 << 20
-"""Bytes queued for the child, all sessions together, before sessions stop keyframing."""
+"""Bytes queued in memory for the child, all sessions together; a chunk past it ends
+keyframing for its session."""
+SPILL_AT = 0.5
+"""Share of ``backlog`` queued in memory from which a waiting writer moves the queue to
+the spill file ..."""
+SPILL_LIMIT = 256 << 20
+"""... which holds at most this many bytes (then the memory queue fills up)."""
 BUSY_SHARE = 0.5
 """The gateway counts as busy while it uses more than this share of a core ..."""
 PROBE = 0.05
@@ -103,12 +120,17 @@ class ProcessKeyframeWorker:
             self._stopped = True
             self.service.send(CLOSE, self.sid)
 
-    catch_up = 60.0
-    """How long a closing session waits for its last keyframes by default (s)."""
+    catch_up = 600.0
+    """How long a closing session waits for its last keyframes by default (s): the spill
+    file's 256 MiB take 2-4 minutes of rendering."""
 
     def join(self, timeout: float) -> None:
         """Wait until the child rendered everything sent before :meth:`stop`."""
         self.finished.wait(timeout)
+
+    def rendered(self) -> bool:
+        """Whether the child rendered everything sent before :meth:`stop` (or gave up)."""
+        return self.finished.is_set()
 
     def abandon(self) -> None:
         """Nobody waits for more keyframes: chunks still queued are not sent to the child."""
@@ -120,8 +142,17 @@ class ProcessKeyframeWorker:
 class KeyframeProcess:
     """The child process that renders keyframes for every terminal session of a gateway."""
 
-    def __init__(self, *, backlog: int = BACKLOG, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backlog: int = BACKLOG,
+        spill_limit: int = SPILL_LIMIT,
+        spill_dir: str | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.backlog = backlog
+        self.spill_limit = spill_limit
+        self.spill_dir = spill_dir
         self.command = command or [sys.executable, "-m", "gateway.keyframe_child"]
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -136,6 +167,9 @@ class KeyframeProcess:
         self._quiet_since: float | None = self._mark[0]
         self.ingest_cpu = 0.0
         """CPU seconds this process spent taking keyframes back (decoding, handing over)."""
+        self.spilled = 0
+        """Bytes moved to the spill file so far (all children)."""
+        self._spill_pending = 0
 
     @property
     def pid(self) -> int | None:
@@ -144,8 +178,8 @@ class KeyframeProcess:
 
     @property
     def pending(self) -> int:
-        """Bytes queued for the child and not yet written to it."""
-        return self._queued
+        """Bytes queued for the child (in memory or spilled) and not yet written to it."""
+        return self._queued + self._spill_pending
 
     def worker(
         self, columns: int, lines: int, *, cpu_ms: float, max_bytes: int
@@ -238,9 +272,12 @@ class KeyframeProcess:
         self, process: subprocess.Popen[bytes], pipe: IO[bytes], frames: queue.SimpleQueue[_Frame]
     ) -> None:
         fd = pipe.fileno()
+        spill = _Spill(self.spill_dir, self.spill_limit)
         try:
             while True:
-                item = frames.get()
+                spilled = bool(spill)  # older than anything still in memory
+                item = spill.pop() if spilled else frames.get()
+                self._spill_pending = spill.pending
                 if item is None:
                     break
                 data = [part for part in item if part]
@@ -249,20 +286,62 @@ class KeyframeProcess:
                 if header[0] == DATA:
                     sid = HEADER.unpack(header)[1]
                     while sid not in self._abandoned and not self._closed and self._gateway_busy():
+                        self._spill(frames, spill, fd)
                         time.sleep(PROBE)  # rendering now would slow the relay: later
-                    if sid in self._abandoned:
-                        data = []
+                if header[0] in (DATA, RESIZE) and HEADER.unpack(header)[1] in self._abandoned:
+                    data = []
                 while data:
                     written = os.writev(fd, data)
                     data = _advance(data, written)
-                with self._lock:
-                    if self._process is process:
-                        self._queued -= total
+                if not spilled:
+                    with self._lock:
+                        if self._process is process:
+                            self._queued -= total
         except OSError:
-            pass  # the child is gone: the reader sees it too
+            pass  # the child is gone (the reader sees it too), or the spill file failed
         finally:
+            spill.close()
+            self._spill_pending = 0
             with contextlib.suppress(OSError):
                 pipe.close()
+
+    def _spill(self, frames: queue.SimpleQueue[_Frame], spill: _Spill, fd: int) -> None:
+        """Move the memory queue, in order, to the spill file while more than SPILL_AT of
+        ``backlog`` is queued in memory and the file has room (writer thread only)."""
+        while self._queued > self.backlog * SPILL_AT and spill.room():
+            try:
+                item = frames.get_nowait()
+            except queue.Empty:
+                return
+            size = sum(map(len, item)) if item is not None else 0
+            with self._lock:
+                self._queued -= size
+            try:
+                spill.push(item)
+            except OSError as exc:  # a full disk: lose this frame's session, not the writer
+                logger.warning("keyframe spill file failed, not used any more: %s", exc)
+                spill.limit = 0
+                assert item is not None
+                self._unspilled(item, fd)
+                return
+            self.spilled += size
+            self._spill_pending = spill.pending
+
+    def _unspilled(self, frame: tuple[bytes, bytes, bytes], fd: int) -> None:
+        """A frame the spill file refused: its session loses keyframing. Its chunks and
+        resizes still queued are skipped (a gap would make later screens wrong); an OPEN,
+        CLOSE or DROP goes to the child at once (ahead of the session's skipped frames:
+        harmless), so the session still ends."""
+        kind, sid = HEADER.unpack(frame[0])[:2]
+        with self._lock:
+            worker = self._workers.get(sid)
+            self._abandoned.add(sid)
+        if worker is not None:
+            worker.lost = True
+        if kind in (OPEN, CLOSE, DROP):
+            data = [part for part in frame if part]
+            while data:
+                data = _advance(data, os.writev(fd, data))
 
     def _gateway_busy(self) -> bool:
         """Whether this process used more than BUSY_SHARE of a core in a PROBE s window
@@ -271,7 +350,8 @@ class KeyframeProcess:
         Even at the lowest priority the renderer, running beside a busy relay on the other
         core, slowed it: on the SSH benchmark +19% of the gateway's CPU per MB during a 200 MB
         transfer (none when it rendered afterwards), the cores sharing more than the
-        scheduler shows. So chunks reach the child only while the gateway is not busy."""
+        scheduler shows. So chunks reach the child only while the gateway is not busy; meanwhile they wait in
+        memory, then in the spill file."""
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._mark
         if now - then >= PROBE:
@@ -328,6 +408,67 @@ class KeyframeProcess:
             worker.finished.set()
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             process.wait(1)
+
+
+class _Spill:
+    """Frames waiting for the child on disk, first in first out; used by the writer thread
+    alone. An unlinked temporary file, made at the first frame, emptied whenever it is
+    drained: its size is what waits, at most about ``limit``. A ``None`` pushed (the writer
+    stops) is kept as a flag and popped after every frame before it."""
+
+    def __init__(self, directory: str | None, limit: int) -> None:
+        self.directory = directory
+        self.limit = limit
+        self._file: IO[bytes] | None = None
+        self._read = self._end = 0
+        self._stop = False
+
+    def __bool__(self) -> bool:
+        return self._end > self._read or self._stop
+
+    @property
+    def pending(self) -> int:
+        return self._end - self._read
+
+    def room(self) -> bool:
+        return not self._stop and self._end < self.limit
+
+    def push(self, item: _Frame) -> None:
+        if item is None:
+            self._stop = True
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 (kept open)
+        data = b"".join(item)
+        os.pwrite(self._file.fileno(), data, self._end)
+        self._end += len(data)
+
+    def pop(self) -> _Frame:
+        if self._end == self._read:
+            self._stop = False
+            return None
+        assert self._file is not None
+        fd = self._file.fileno()
+        header = _pread_exact(fd, HEADER.size, self._read)
+        length = HEADER.unpack(header)[4]
+        payload = _pread_exact(fd, length, self._read + HEADER.size) if length else b""
+        self._read += HEADER.size + length
+        if self._read == self._end:  # drained: the disk space goes back
+            self._read = self._end = 0
+            os.ftruncate(fd, 0)
+        return (header, payload, b"")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _pread_exact(fd: int, n: int, offset: int) -> bytes:
+    data = os.pread(fd, n, offset)
+    if len(data) != n:
+        raise OSError(f"spill file cut short at {offset}")
+    return data
 
 
 def _advance(data: list[bytes], written: int) -> list[bytes]:

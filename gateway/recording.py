@@ -135,6 +135,10 @@ class _KeyframeWorker:
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)
 
+    def rendered(self) -> bool:
+        """Whether everything offered before ``stop`` is rendered (or given up)."""
+        return not self.thread.is_alive()
+
     def abandon(self) -> None:
         """Render nothing more (what is queued is skipped)."""
         if self.thread.is_alive():
@@ -341,15 +345,24 @@ class SessionRecorder:
     async def aclose(self, *, wait: float | None = None) -> None:
         """``close`` that lets the keyframe renderer finish without blocking trio: up to
         ``wait`` s, by default the renderer's own catch-up time (2 s for a thread, which
-        holds the GIL; 60 s for the renderer process, which uses spare CPU)."""
+        holds the GIL; 10 minutes for the renderer process, which uses spare CPU and may
+        have a long busy transfer spilled to disk). Keyframes are emitted as they come,
+        so they never pile up in memory; cancelled, it closes at once."""
         if self.closed:
             return
         self.flush()
-        if self._worker is not None:
-            self._worker.stop()
-            limit = self._worker.catch_up if wait is None else wait
-            await trio.to_thread.run_sync(self._worker.join, limit, abandon_on_cancel=True)
-        self.close()
+        worker = self._worker
+        try:
+            if worker is not None:
+                worker.stop()
+                limit = worker.catch_up if wait is None else wait
+                deadline = trio.current_time() + limit
+                while not worker.rendered() and trio.current_time() < deadline:
+                    step = min(1.0, deadline - trio.current_time())
+                    await trio.to_thread.run_sync(worker.join, step, abandon_on_cancel=True)
+                    self._drain()
+        finally:
+            self.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Emit chunks that are ``chunk_ms`` old even when no more output comes."""

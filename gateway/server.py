@@ -134,7 +134,7 @@ class Gateway:
             guard=guard,
             verifier=verifier,
             vault=vault,
-            keyframes=KeyframeProcess(),
+            keyframes=KeyframeProcess(spill_dir=str(settings.data_dir)),
         )
         views.listeners.append(ctx.sessions.on_events)
         self.context = ctx

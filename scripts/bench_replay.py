@@ -15,19 +15,25 @@ through ``SessionRecorder`` into a SQLite event store, then:
   PTY, masking, recording, keyframes) through an in-process gateway with three targets on
   one sshd, alternated round by round: ``record_limit = 0`` (the same path, nothing
   recorded), the default (a budget of 8 MiB per stream of a channel, refilled at
-  256 KiB/s; past it, counts) and everything. Each
+  256 KiB/s; past it, counts) and everything; the first two swap places every other
+  round (ABBA), so a drift of the machine's speed favours neither. Each
   leg reports the gateway's CPU per MB (this process's CPU, until the gateway is idle again
   after the transfer, so the writer's backlog counts for the leg that caused it, plus the
   CPU it spends taking keyframes back; the clients and sshd are other processes), the
-  keyframe renderer process's CPU apart (it renders when the gateway is not busy: the
-  next leg starts when it is done) and throughput; overhead =
-  recording leg / unrecorded leg of the same round - 1, median over the rounds. Needs root,
-  OpenSSH and sshpass (as scripts/bench_ssh.sh); skipped otherwise, or with ``--ssh-mb 0``;
+  keyframe renderer process's CPU apart (it renders when the gateway is not busy, or
+  slowly once half its queue is full: the next leg starts when it is done) and
+  throughput; overhead = recording leg / unrecorded leg of the same round - 1, median over
+  the rounds, each round's ratio printed too (the machine's noise is of the order of the
+  effect). ``--ssh-repeat N`` sends the session N times in each leg: a transfer long
+  enough (``--ssh-repeat 15``: 3 GB, over a minute) that the renderer's queue spills to
+  disk while the relay is busy (without the "everything" leg). Needs root, OpenSSH and sshpass (as
+  scripts/bench_ssh.sh); skipped otherwise, or with ``--ssh-mb 0``;
 * seeking: opening the recording, then 100 random times, each rendered from the nearest
   keyframe (in-memory keyframe caching off, so every seek pays full price).
 
 Run: ``python scripts/bench_replay.py [--size-mb 200] [--corpus-mb 16] [--ssh-mb 200]
-[--ssh-rounds 3]`` (``--ssh-only``: the SSH section alone, about 4 minutes).
+[--ssh-rounds 6] [--ssh-repeat 1]`` (``--ssh-only``: the SSH section alone, about 5
+minutes).
 """
 
 from __future__ import annotations
@@ -162,7 +168,7 @@ SSH_TARGETS = {
 }
 
 
-def ssh_overhead(corpus: list[bytes], size: int, rounds: int) -> None:
+def ssh_overhead(corpus: list[bytes], size: int, rounds: int, repeat: int = 1) -> None:
     """The recording's cost on the real SSH path: see the module docstring."""
     import shutil
     import subprocess
@@ -207,13 +213,17 @@ record_limit = {limit}
                 render: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
                 context = gw.started.context
                 renderer = context.keyframes if context is not None else None
-                for _ in range(rounds):
-                    for leg, target in SSH_TARGETS.items():
+                for n in range(rounds):
+                    order = list(SSH_TARGETS) if repeat == 1 else ["unrecorded", "default budget"]
+                    if n % 2:  # ABBA: a drift of the machine does not favour one leg
+                        order[0], order[1] = order[1], order[0]
+                    for leg in order:
+                        target = SSH_TARGETS[leg]
                         argv = [
                             "sshpass", "-e", "ssh", "-tt", "-o", "StrictHostKeyChecking=no",
                             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                             "-o", "PubkeyAuthentication=no", "-p", str(gw.ports[target]),
-                            "agent@127.0.0.1", f"cat {source}",
+                            "agent@127.0.0.1", "cat " + " ".join([str(source)] * repeat),
                         ]  # fmt: skip
                         c, t = time.process_time(), time.perf_counter()
                         k = _process_cpu(renderer.pid if renderer else None)
@@ -246,18 +256,20 @@ record_limit = {limit}
                                 break
                             child = now
                         ingested = (renderer.ingest_cpu if renderer else 0.0) - ingested
-                        cpu[leg].append((settled - c + ingested) / (written / MB))
-                        render[leg].append((child - k) / (written / MB))
-                        rate[leg].append(written / MB / wall)
+                        moved = written * repeat / MB
+                        cpu[leg].append((settled - c + ingested) / moved)
+                        render[leg].append((child - k) / moved)
+                        rate[leg].append(moved / wall)
     print(
         f"\n== recording overhead on the SSH data path ({written / MB:.0f} MB of the session "
-        f"as PTY output, {rounds} rounds alternated)"
+        f"as PTY output{f', sent {repeat} times in each leg' if repeat > 1 else ''}, "
+        f"{rounds} rounds, the first two legs in ABBA order)"
     )
     print(
         "  each leg: median [min-max]; overhead: the median over rounds of the leg against "
         "the unrecorded leg of the same round"
     )
-    for leg in SSH_TARGETS:
+    for leg in [leg for leg in SSH_TARGETS if cpu[leg]]:
         c, r = statistics.median(cpu[leg]), statistics.median(rate[leg])
         extra_cpu = statistics.median(
             a / b - 1 for a, b in zip(cpu[leg], cpu["unrecorded"], strict=True)
@@ -271,6 +283,14 @@ record_limit = {limit}
             f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] ({slower:+.0%}); "
             f"keyframe process CPU {statistics.median(render[leg]) * 1000:.2f} ms/MB"
         )
+        if leg != "unrecorded":
+            rounds_cpu = " ".join(
+                f"{a / b - 1:+.0%}" for a, b in zip(cpu[leg], cpu["unrecorded"], strict=True)
+            )
+            rounds_rate = " ".join(
+                f"{a / b - 1:+.0%}" for a, b in zip(rate[leg], rate["unrecorded"], strict=True)
+            )
+            print(f"  {'':<16} by round: CPU {rounds_cpu}; throughput {rounds_rate}")
 
 
 def _process_cpu(pid: int | None) -> float:
@@ -293,7 +313,10 @@ def main() -> None:
     parser.add_argument(
         "--ssh-mb", type=float, default=200, help="the session's first MB sent over SSH; 0: skip"
     )
-    parser.add_argument("--ssh-rounds", type=int, default=3)
+    parser.add_argument("--ssh-rounds", type=int, default=6)
+    parser.add_argument(
+        "--ssh-repeat", type=int, default=1, help="each leg sends the SSH session this many times"
+    )
     parser.add_argument("--ssh-only", action="store_true", help="only the SSH section")
     args = parser.parse_args()
     size = int(args.size_mb * MB)
@@ -307,7 +330,7 @@ def main() -> None:
         f"corpus: {len(corpus)} writes, {corpus_bytes / MB:.1f} MB in {time.perf_counter() - t:.1f} s"
     )
     if args.ssh_mb > 0:
-        ssh_overhead(corpus, int(args.ssh_mb * MB), args.ssh_rounds)
+        ssh_overhead(corpus, int(args.ssh_mb * MB), args.ssh_rounds, args.ssh_repeat)
     if args.ssh_only:
         return
     n_writes = len(corpus) * size // corpus_bytes + 1

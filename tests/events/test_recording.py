@@ -14,11 +14,13 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pyte
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -761,5 +763,142 @@ def test_a_session_that_stops_waiting_leaves_its_queued_chunks_unrendered() -> N
         assert worker.finished.is_set()
         assert time.monotonic() - started < 5, "the child rendered what nobody waits for"
         assert not service._abandoned
+    finally:
+        service.close()
+
+
+class BusyGateway(KeyframeProcess):
+    """A gateway busy until told otherwise, as during a long bulk transfer."""
+
+    busy = True
+
+    def _gateway_busy(self) -> bool:
+        return self.busy
+
+
+def _busy_session(
+    service: BusyGateway,
+) -> tuple[SessionRecorder, SessionLog, Sink, bool, int]:
+    """300 KB of terminal output at 150 KB/s, with a resize, while the gateway is busy;
+    then a quiet gateway and the session closed. (recorder, log, sink, whether keyframing
+    was lost while busy, the most bytes queued in memory)."""
+    writes = synthetic_writes(23, 300_000)
+    log, sink = SessionLog(node="n1"), Sink()
+    rec = SessionRecorder(
+        log, sink, pty=True, chunk_bytes=4096, keyframe_bytes=20_000,
+        keyframe_cpu_ms=1e9, keyframes=service,
+    )  # fmt: skip
+    started, fed, most = time.monotonic(), 0, 0
+    for n, (_, data) in enumerate(writes):
+        if n == len(writes) // 2:
+            rec.resize(100, 30)  # spilled in order with the chunks around it
+        rec.output("pty", data)
+        fed += len(data)
+        most = max(most, service._queued)
+        ahead = fed / 150_000 - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    worker = rec._worker
+    assert worker is not None
+    lost_while_busy = worker.lost
+    assert service.pid is not None
+    service.busy = False  # the transfer is over: what waits is rendered now
+    rec.close(wait=30)
+    return rec, log, sink, lost_while_busy, most
+
+
+def test_without_a_spill_file_a_long_busy_session_loses_its_keyframes() -> None:
+    service = BusyGateway(backlog=100_000, spill_limit=0)
+    try:
+        *_, lost_while_busy, most = _busy_session(service)
+        assert lost_while_busy and service.spilled == 0
+        assert most <= 100_000
+    finally:
+        service.close()
+
+
+def test_a_spill_file_that_cannot_be_made_costs_keyframes_not_the_renderer(
+    tmp_path: Path,
+) -> None:
+    service = BusyGateway(backlog=100_000, spill_dir=str(tmp_path / "missing"))
+    try:
+        rec, *_ = _busy_session(service)
+        assert rec._worker is not None and rec._worker.lost and service.spilled == 0
+        _, events, second = record(synthetic_writes(3, 30_000), keyframe=4000, keyframes=service)
+        assert second._worker is not None and not second._worker.lost  # the renderer goes on
+        assert len(_keyframes(events)) > 2
+    finally:
+        service.close()
+
+
+def test_a_long_busy_session_waits_in_the_spill_file_and_keeps_its_keyframes(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Chunks wait while the gateway is busy: in memory up to half of ``backlog``, then in
+    the spill file, in order (a resize among them); once the gateway is quiet they are all
+    rendered and seeking to every keyframe is exact. Memory stays within ``backlog``."""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    service = BusyGateway(backlog=100_000, spill_dir=str(spill))
+    try:
+        rec, log, sink, lost_while_busy, most = _busy_session(service)
+        assert rec._worker is not None
+        assert not lost_while_busy and not rec._worker.lost, "the renderer's queue overflowed"
+        assert most <= 100_000
+        assert service.spilled > 150_000 and service.pending == 0
+        assert list(spill.iterdir()) == []  # unlinked: nothing left behind
+        store.append(sink.events)
+        recording = Recording.open(store, log.id)
+        outputs = [
+            e
+            for e in sink.events
+            if isinstance(e, Session.OutputRecorded | Session.TerminalResized)
+        ]
+        assert len(recording.keyframes) == rec.stats["keyframes"] >= 10
+        last = recording.keyframes[-1]
+        assert last.after_version >= outputs[-4].originator_version  # up to the end
+        times = [k.offset_ms for k in recording.keyframes] + [recording.duration_ms]
+        expected = references_at(outputs, times)
+        for t in times:
+            got = Recording.open(store, log.id).screen_at(t)
+            assert full_state(got.screen, got.stream) == expected[t], f"screen differs at {t} ms"
+    finally:
+        service.close()
+
+
+def test_aclose_emits_keyframes_as_they_come_and_closes_when_cancelled() -> None:
+    """A closing session waits for the renderer in steps, emitting each step's keyframes
+    (a long spilled session must not pile them up in memory); cancelled (the gateway
+    stops), it still closes: the rest of the index is written."""
+    service = KeyframeProcess()
+    try:
+        log, sink = SessionLog(node="n1"), Sink()
+        rec = SessionRecorder(log, sink, pty=True, chunk_bytes=65536, keyframes=service)
+        block = b"".join(b"\x1b[1;3%dm%08d\x1b[0m " % (i % 7, i) for i in range(4000))
+        while rec.stats["bytes"] < 6 << 20:  # several seconds of rendering
+            rec.output("pty", block)
+
+        def keyframes() -> int:
+            return sum(isinstance(e, RecordingKeyframes.ScreenKeyframe) for e in sink.events)
+
+        async def main() -> tuple[int, bool]:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(rec.aclose)
+                with trio.move_on_after(20):
+                    while keyframes() < 3:
+                        await trio.sleep(0.05)
+                seen, still_open = keyframes(), not rec.closed
+                nursery.cancel_scope.cancel()
+            return seen, still_open
+
+        seen, still_open = trio.run(main)
+        assert seen >= 3 and still_open  # emitted while aclose was still waiting
+        assert rec.closed
+        worker = rec._worker
+        assert worker is not None and worker.lost  # what was not rendered is given up
+        last_chunk = max(
+            i for i, e in enumerate(sink.events) if isinstance(e, Session.OutputRecorded)
+        )
+        assert any(isinstance(e, RecordingIndex.ChunksIndexed) for e in sink.events[last_chunk:])
     finally:
         service.close()
