@@ -13,27 +13,28 @@ through ``SessionRecorder`` into a SQLite event store, then:
 * recording overhead on the real SSH data path (issue #8's goal), in the same run: the
   synthetic session's bytes sent as terminal output (``ssh -tt HOST cat FILE``: remote
   PTY, masking, recording, keyframes) through an in-process gateway with three targets on
-  one sshd, alternated round by round: ``record_limit = 0`` (the same path, nothing
-  recorded), the default (a budget of 8 MiB per stream of a channel, refilled at
-  256 KiB/s; past it, counts) and everything; the first two swap places every other
-  round (ABBA), so a drift of the machine's speed favours neither. Each
-  leg reports the gateway's CPU per MB (this process's CPU, until the gateway is idle again
-  after the transfer, so the writer's backlog counts for the leg that caused it, plus the
-  CPU it spends taking keyframes back; the clients and sshd are other processes), the
-  keyframe renderer process's CPU apart (it renders when the gateway is not busy, or
-  slowly once half its queue is full: the next leg starts when it is done) and
-  throughput; overhead = recording leg / unrecorded leg of the same round - 1, median over
-  the rounds, each round's ratio printed too (the machine's noise is of the order of the
-  effect). ``--ssh-repeat N`` sends the session N times in each leg: a transfer long
-  enough (``--ssh-repeat 15``: 3 GB, over a minute) that the renderer's queue spills to
-  disk while the relay is busy (without the "everything" leg). Needs root, OpenSSH and sshpass (as
-  scripts/bench_ssh.sh); skipped otherwise, or with ``--ssh-mb 0``;
+  one sshd: ``record_limit = 0`` (the same path, nothing recorded) and the default (a
+  budget of 8 MiB per stream of a channel, refilled at 256 KiB/s; past it, counts) in
+  every round, swapping places every other round (ABBA) so that a drift of the machine's
+  speed favours neither, and everything recorded in the first ``--everything-rounds`` (2;
+  the renderer takes 2-3 minutes a round over its keyframes). Each leg reports the
+  gateway's CPU per MB (this process's CPU, until the gateway is idle again after the
+  transfer, so the writer's backlog counts for the leg that caused it, plus the CPU it
+  spends taking keyframes back; the clients and sshd are other processes), the keyframe
+  renderer process's CPU apart (it renders only while the gateway is not busy: the next
+  leg starts when it is done) and throughput; overhead = recording leg / unrecorded leg of
+  the same round - 1, median over the rounds, each round's ratio printed too (the
+  machine's noise is of the order of the effect). ``--ssh-repeat N`` sends the session N
+  times in each leg (and leaves out everything): ``--ssh-repeat 15`` is a 3 GB transfer,
+  over a minute, long enough for the renderer's queue to spill to disk while the relay is
+  busy. Needs root, OpenSSH and sshpass (as scripts/bench_ssh.sh); skipped otherwise, or
+  with ``--ssh-mb 0``;
 * seeking: opening the recording, then 100 random times, each rendered from the nearest
   keyframe (in-memory keyframe caching off, so every seek pays full price).
 
 Run: ``python scripts/bench_replay.py [--size-mb 200] [--corpus-mb 16] [--ssh-mb 200]
-[--ssh-rounds 6] [--ssh-repeat 1]`` (``--ssh-only``: the SSH section alone, about 5
-minutes).
+[--ssh-rounds 6] [--everything-rounds 2] [--ssh-repeat 1]`` (``--ssh-only``: the SSH
+section alone, about 10 minutes).
 """
 
 from __future__ import annotations
@@ -168,7 +169,9 @@ SSH_TARGETS = {
 }
 
 
-def ssh_overhead(corpus: list[bytes], size: int, rounds: int, repeat: int = 1) -> None:
+def ssh_overhead(
+    corpus: list[bytes], size: int, rounds: int, repeat: int = 1, everything_rounds: int = 2
+) -> None:
     """The recording's cost on the real SSH path: see the module docstring."""
     import shutil
     import subprocess
@@ -211,10 +214,14 @@ record_limit = {limit}
                 cpu: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
                 rate: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
                 render: dict[str, list[float]] = {leg: [] for leg in SSH_TARGETS}
+                spilled: dict[str, list[int]] = {leg: [] for leg in SSH_TARGETS}
+                ran: dict[str, list[int]] = {leg: [] for leg in SSH_TARGETS}  # round numbers
                 context = gw.started.context
                 renderer = context.keyframes if context is not None else None
                 for n in range(rounds):
-                    order = list(SSH_TARGETS) if repeat == 1 else ["unrecorded", "default budget"]
+                    order = ["unrecorded", "default budget"]
+                    if repeat == 1 and n < everything_rounds:
+                        order.append("everything")  # its keyframes take minutes a round
                     if n % 2:  # ABBA: a drift of the machine does not favour one leg
                         order[0], order[1] = order[1], order[0]
                     for leg in order:
@@ -227,6 +234,7 @@ record_limit = {limit}
                         ]  # fmt: skip
                         c, t = time.process_time(), time.perf_counter()
                         k = _process_cpu(renderer.pid if renderer else None)
+                        spill = renderer.spilled if renderer else 0
                         subprocess.run(
                             argv,
                             env={**os.environ, "SSHPASS": token},
@@ -260,37 +268,38 @@ record_limit = {limit}
                         cpu[leg].append((settled - c + ingested) / moved)
                         render[leg].append((child - k) / moved)
                         rate[leg].append(moved / wall)
+                        spilled[leg].append((renderer.spilled if renderer else 0) - spill)
+                        ran[leg].append(n)
     print(
         f"\n== recording overhead on the SSH data path ({written / MB:.0f} MB of the session "
         f"as PTY output{f', sent {repeat} times in each leg' if repeat > 1 else ''}, "
-        f"{rounds} rounds, the first two legs in ABBA order)"
+        f"{rounds} rounds, the first two legs in ABBA order; everything recorded in "
+        f"{len(cpu['everything'])} of them)"
     )
     print(
         "  each leg: median [min-max]; overhead: the median over rounds of the leg against "
         "the unrecorded leg of the same round"
     )
     for leg in [leg for leg in SSH_TARGETS if cpu[leg]]:
+        # each round's ratio to the unrecorded leg of the same round
+        cpu_ratios = [a / cpu["unrecorded"][n] - 1 for a, n in zip(cpu[leg], ran[leg], strict=True)]
+        rate_ratios = [
+            a / rate["unrecorded"][n] - 1 for a, n in zip(rate[leg], ran[leg], strict=True)
+        ]
         c, r = statistics.median(cpu[leg]), statistics.median(rate[leg])
-        extra_cpu = statistics.median(
-            a / b - 1 for a, b in zip(cpu[leg], cpu["unrecorded"], strict=True)
-        )
-        slower = statistics.median(
-            a / b - 1 for a, b in zip(rate[leg], rate["unrecorded"], strict=True)
-        )
         print(
             f"  {leg:<16} gateway CPU {c * 1000:6.2f} ms/MB [{min(cpu[leg]) * 1000:.2f}-"
-            f"{max(cpu[leg]) * 1000:.2f}] ({extra_cpu:+.0%}), "
-            f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] ({slower:+.0%}); "
+            f"{max(cpu[leg]) * 1000:.2f}] ({statistics.median(cpu_ratios):+.0%}), "
+            f"{r:6.1f} MB/s [{min(rate[leg]):.1f}-{max(rate[leg]):.1f}] "
+            f"({statistics.median(rate_ratios):+.0%}); "
             f"keyframe process CPU {statistics.median(render[leg]) * 1000:.2f} ms/MB"
+            + (f"; spilled to disk {max(spilled[leg]) / MB:.1f} MB" if max(spilled[leg]) else "")
         )
         if leg != "unrecorded":
-            rounds_cpu = " ".join(
-                f"{a / b - 1:+.0%}" for a, b in zip(cpu[leg], cpu["unrecorded"], strict=True)
+            print(
+                f"  {'':<16} by round: CPU {' '.join(f'{x:+.0%}' for x in cpu_ratios)}; "
+                f"throughput {' '.join(f'{x:+.0%}' for x in rate_ratios)}"
             )
-            rounds_rate = " ".join(
-                f"{a / b - 1:+.0%}" for a, b in zip(rate[leg], rate["unrecorded"], strict=True)
-            )
-            print(f"  {'':<16} by round: CPU {rounds_cpu}; throughput {rounds_rate}")
 
 
 def _process_cpu(pid: int | None) -> float:
@@ -315,6 +324,12 @@ def main() -> None:
     )
     parser.add_argument("--ssh-rounds", type=int, default=6)
     parser.add_argument(
+        "--everything-rounds",
+        type=int,
+        default=2,
+        help="rounds with the everything-recorded leg (its keyframes take minutes a round)",
+    )
+    parser.add_argument(
         "--ssh-repeat", type=int, default=1, help="each leg sends the SSH session this many times"
     )
     parser.add_argument("--ssh-only", action="store_true", help="only the SSH section")
@@ -330,7 +345,9 @@ def main() -> None:
         f"corpus: {len(corpus)} writes, {corpus_bytes / MB:.1f} MB in {time.perf_counter() - t:.1f} s"
     )
     if args.ssh_mb > 0:
-        ssh_overhead(corpus, int(args.ssh_mb * MB), args.ssh_rounds, args.ssh_repeat)
+        ssh_overhead(
+            corpus, int(args.ssh_mb * MB), args.ssh_rounds, args.ssh_repeat, args.everything_rounds
+        )
     if args.ssh_only:
         return
     n_writes = len(corpus) * size // corpus_bytes + 1
