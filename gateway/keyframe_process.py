@@ -350,8 +350,8 @@ class KeyframeProcess:
         Even at the lowest priority the renderer, running beside a busy relay on the other
         core, slowed it: on the SSH benchmark +19% of the gateway's CPU per MB during a 200 MB
         transfer (none when it rendered afterwards), the cores sharing more than the
-        scheduler shows. So chunks reach the child only while the gateway is not busy; meanwhile they wait in
-        memory, then in the spill file."""
+        scheduler shows. So chunks reach the child only while the gateway is not busy;
+        meanwhile they wait in memory, then in the spill file."""
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._mark
         if now - then >= PROBE:
