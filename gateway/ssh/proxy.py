@@ -13,8 +13,9 @@ which owns the connection's ``Session`` event stream:
    gateway logs in as the vaulted user.
 2. Channels: exec commands go through ``Guard.check_shell``; shells, sftp, agent and port
    forwarding through ``Guard.check_session``. Denied: a message on stderr and exit status
-   126, nothing reaches the target. Allowed: the upstream connection (opened once per agent
-   connection, host key always verified) runs it; output is masked and recorded by the taps
+   126, nothing reaches the target. Allowed: the upstream connection (opened at the first
+   channel that needs it; sessions with a forwarded agent get their own, see ``_upstream``;
+   host key always verified) runs it; output is masked and recorded by the taps
    of ``gateway.ssh.recording``; a ``ResponseRecorded`` carries the exit status in
    ``error_code`` and byte counts in ``transcript``.
 3. Close: client quit, token expiry, an operator's termination, an upstream failure, or an
@@ -148,7 +149,8 @@ class SSHSession:
         self.identity: Identity | None = None
         self.rejections = 0
         self.conn: ClientConnection | None = None
-        self.upstream: UpstreamConnection | None = None
+        self.upstreams: dict[str | None, UpstreamConnection] = {}
+        """Upstream connections by forwarded agent path (None: no agent forwarding)."""
         self._upstream_lock = trio.Lock()
         self._closing: tuple[str, str] | None = None
         self._watch = trio.CancelScope()
@@ -212,8 +214,8 @@ class SSHSession:
                 self.proxy.nursery.start_soon(recorder.aclose)
             except RuntimeError:  # the gateway is shutting down: write the index now
                 recorder.close()
-        if self.upstream is not None:
-            self.upstream.close()
+        for upstream in self.upstreams.values():
+            upstream.close()
 
     # -- login ----------------------------------------------------------------------------
 
@@ -273,11 +275,25 @@ class SSHSession:
 
     # -- upstream -------------------------------------------------------------------------
 
-    async def _upstream(self, agent_path: str | None) -> UpstreamConnection:
+    async def _upstream(
+        self, agent_path: str | None, *, any_agent: bool = False
+    ) -> UpstreamConnection:
+        """The connection's upstream for a channel: one with the agent forwarded for a
+        session whose agent forwarding policy allowed, one without for a session without,
+        each opened at its first use (asyncssh forwards the agent to every session channel
+        of a connection that has it, so the two are never mixed). ``any_agent``: either
+        will do (a port forward), the one without preferred.
+
+        Before, the first channel opened the only upstream: an ``ssh -A -L`` whose tunnel
+        was used before its session started lost the allowed agent forwarding."""
         async with self._upstream_lock:
-            if self.upstream is None:
-                self.upstream = await connect_upstream(self._login(agent_path))
-            return self.upstream
+            if any_agent and self.upstreams:
+                return self.upstreams.get(None) or next(iter(self.upstreams.values()))
+            upstream = self.upstreams.get(agent_path)
+            if upstream is None:
+                upstream = await connect_upstream(self._login(agent_path))
+                self.upstreams[agent_path] = upstream
+            return upstream
 
     def _login(self, agent_path: str | None) -> UpstreamLogin:
         target = self.target
@@ -550,7 +566,7 @@ class SSHSession:
         if not verdict.forward:
             return verdict.message
         try:
-            return await self._upstream(None)
+            return await self._upstream(None, any_agent=True)
         except UpstreamError as exc:
             self._upstream_failed(exc, verdict.seq)
             return f"wardgate: {exc.message}"

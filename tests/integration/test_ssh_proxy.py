@@ -844,6 +844,55 @@ def test_forwarding_allowed_by_policy_reaches_the_target(
     assert ("allow", ["agent_forward"]) in kinds and ("allow", ["port_forward"]) in kinds
 
 
+def test_agent_forwarding_reaches_a_session_that_follows_a_tunnel(
+    gw: RunningGateway, sshd: RunningSshd, tmp_path: Path
+) -> None:
+    """A port forward used before the session starts opens an upstream connection without
+    the agent; the session that follows, its agent forwarding allowed, still gets the agent
+    (its own upstream connection). The first channel used to decide for the connection: the
+    forwarding test above failed about 1 run in 40 on that race."""
+    sock = tmp_path / "agent.sock"
+    key = tmp_path / "agent_key"
+    keygen(key)
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
+
+        async def run() -> tuple[bytes, str, int | None]:
+            async with asyncssh.connect(
+                "127.0.0.1",
+                gw.ports["box"],
+                username="agent",
+                password=gw.token("fwd-order", ("forwarders",)),
+                known_hosts=None,
+                client_keys=[],
+                agent_path=str(sock),
+                agent_forwarding=True,
+                config=[],
+            ) as conn:
+                reader, writer = await conn.open_connection("127.0.0.1", sshd.port)
+                banner = await reader.read(100)
+                writer.close()
+                listed = await conn.run("ssh-add -l", check=False)
+                return banner, str(listed.stdout), listed.exit_status
+
+        banner, listed, status = asyncio.run(run())
+    finally:
+        agent.terminate()
+        agent.wait(5)
+    assert banner.startswith(b"SSH-2.0-OpenSSH")
+    assert status == 0 and "wardgate-test (ED25519)" in listed, listed
+    decided = of(events_of(gw, "fwd-order"), Session.CommandDecided)
+    kinds = [(d.action, d.statement_kinds) for d in decided]
+    assert kinds[0] == ("allow", ["port_forward"])  # the tunnel came first
+    assert ("allow", ["agent_forward"]) in kinds
+
+
 def test_a_client_trying_token_after_token_is_cut_off(gw: RunningGateway) -> None:
     tries: list[int] = []
 
