@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -779,18 +780,13 @@ def test_a_slow_session_does_not_hold_up_the_others(gw: RunningGateway) -> None:
     assert result["out"].stdout == b"slow\n"
 
 
-def test_forwarding_allowed_by_policy_reaches_the_target(
-    gw: RunningGateway, sshd: RunningSshd, tmp_path: Path
-) -> None:
-    """Agent forwarding (the agent's keys listed upstream) and ssh -L (the target's sshd
-    banner through the tunnel) for a group the policy allows."""
-    import os
-
+@contextmanager
+def _agent_with_a_key(tmp_path: Path) -> Iterator[Path]:
+    """A running ssh-agent holding one new key (comment ``wardgate-test``): its socket."""
     sock = tmp_path / "agent.sock"
     key = tmp_path / "agent_key"
     keygen(key)
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    local = free_port()
     try:
         deadline = time.monotonic() + 5
         while not sock.exists():
@@ -798,6 +794,20 @@ def test_forwarding_allowed_by_policy_reaches_the_target(
             time.sleep(0.05)
         env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
         subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(5)
+
+
+def test_forwarding_allowed_by_policy_reaches_the_target(
+    gw: RunningGateway, sshd: RunningSshd, tmp_path: Path
+) -> None:
+    """Agent forwarding (the agent's keys listed upstream) and ssh -L (the target's sshd
+    banner through the tunnel) for a group the policy allows."""
+    local = free_port()
+    with _agent_with_a_key(tmp_path) as sock:
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
         argv = [
             "sshpass",
             "-e",
@@ -834,9 +844,6 @@ def test_forwarding_allowed_by_policy_reaches_the_target(
             assert tunnel.recv(100).startswith(b"SSH-2.0-OpenSSH")
             tunnel.close()
             out, err = proc.communicate(timeout=30)
-    finally:
-        agent.terminate()
-        agent.wait(5)
     assert proc.returncode == 0, err
     assert b"wardgate-test (ED25519)" in out
     decided = of(events_of(gw, "fwd-ok"), Session.CommandDecided)
@@ -851,17 +858,7 @@ def test_agent_forwarding_reaches_a_session_that_follows_a_tunnel(
     the agent; the session that follows, its agent forwarding allowed, still gets the agent
     (its own upstream connection). The first channel used to decide for the connection: the
     forwarding test above failed 2 runs in about 57 on that race."""
-    sock = tmp_path / "agent.sock"
-    key = tmp_path / "agent_key"
-    keygen(key)
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 5
-        while not sock.exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
+    with _agent_with_a_key(tmp_path) as sock:
 
         async def run() -> tuple[bytes, str, int | None]:
             async with asyncssh.connect(
@@ -882,9 +879,6 @@ def test_agent_forwarding_reaches_a_session_that_follows_a_tunnel(
                 return banner, str(listed.stdout), listed.exit_status
 
         banner, listed, status = asyncio.run(run())
-    finally:
-        agent.terminate()
-        agent.wait(5)
     assert banner.startswith(b"SSH-2.0-OpenSSH")
     assert status == 0 and "wardgate-test (ED25519)" in listed, listed
     decided = of(events_of(gw, "fwd-order"), Session.CommandDecided)
