@@ -452,6 +452,7 @@ class SSHSession:
                         "unrecorded_bytes": stdout.recording.unrecorded
                         + stderr.recording.unrecorded,
                         "recording_gaps": stdout.recording.gaps + stderr.recording.gaps,
+                        "recorded_tail_bytes": stdout.recording.tail + stderr.recording.tail,
                     },
                     truncated=stdout.recording.truncated or stderr.recording.truncated,
                 )

@@ -14,8 +14,10 @@ recorder for both protocols.
   is recorded up to the budget, then only counted, and recording resumes once a second's
   refill is back, so what a shell shows after a bulk transfer is recorded again (with a
   budget that never refills, 8 MiB of output would end the recording of an interactive
-  session for good: an easy way to hide what follows). The channel's ``ResponseRecorded``
-  says ``truncated`` and how many bytes went unrecorded.
+  session for good: an easy way to hide what follows). When the stream closes with its
+  end unrecorded, its last ``TAIL`` bytes (from a line start) are recorded: the last
+  screen of a bulk command. The channel's ``ResponseRecorded`` says ``truncated`` and how
+  many bytes went unrecorded.
 * :class:`MaskingTap` (output) masks with a ``StreamMasker`` and records what the client
   was sent: the recording is exactly the masked stream, never the original.
 * :class:`TypedInputTap` (PTY input) records keystrokes through its own masker, leaves out
@@ -44,6 +46,10 @@ MASK_IDLE = 0.03
 DEFAULT_LIMIT = 8 * 1024 * 1024
 DEFAULT_RATE = 256 * 1024
 """Bytes per second the recording budget of a stream refills (0: never)."""
+TAIL = 8 * 1024
+"""At most this much of the output left unrecorded at the end of a stream is recorded when
+it closes, from a line start: the last screen of a bulk command (and what was echoed right
+after it, within the second the budget takes to resume) is what an auditor looks for."""
 
 
 class RecordSink(Protocol):
@@ -83,6 +89,7 @@ class ChannelStream:
         self._at = clock()
         self._paused = False
         self._resume = min(limit, max(rate, 1))
+        self._skipped = b""  # the end of what went unrecorded since the last recorded piece
 
     @property
     def truncated(self) -> bool:
@@ -102,18 +109,45 @@ class ChannelStream:
             self._at = now
         if self._paused:
             if self._budget < self._resume:
+                self._skip(data)
                 return
             self._paused = False
         room = int(self._budget)
+        rest = b""
         if len(data) > room:
-            data = data[:room]
+            data, rest = data[:room], data[room:]
             self._paused = True
             self.gaps += 1
-        if not data:
+        if data:
+            self._skipped = b""
+            self._budget -= len(data)
+            self.recorded += len(data)
+            self.sink.record(self.stream, data, masked=masked)
+        if rest:
+            self._skip(rest)
+
+    def _skip(self, data: bytes) -> None:
+        if not self.limit:  # record_limit = 0 records nothing, not even a tail
             return
-        self._budget -= len(data)
-        self.recorded += len(data)
-        self.sink.record(self.stream, data, masked=masked)
+        if len(data) >= TAIL:
+            self._skipped = data[-TAIL:]
+        else:
+            self._skipped = (self._skipped + data)[-TAIL:]
+
+    def finish(self) -> None:
+        """The stream ends: if its end went unrecorded, record the last ``TAIL`` bytes of
+        it from the first line start in them (a gap before them stays a gap: replay shows
+        the last lines the agent saw, as if scrolled there)."""
+        tail, self._skipped = self._skipped, b""
+        if len(tail) == TAIL and b"\n" in tail:
+            tail = tail[tail.index(b"\n") + 1 :]
+        if tail:
+            self.recorded += len(tail)
+            self.tail = len(tail)
+            self.sink.record(self.stream, tail)
+
+    tail = 0
+    """Bytes recorded by ``finish`` from the unrecorded end of the stream."""
 
 
 def _count_delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
@@ -155,6 +189,7 @@ class MaskingTap:
     def close(self) -> bytes:
         out = self.masker.flush()
         self._record(out)
+        self.recording.finish()
         return out
 
 

@@ -379,6 +379,23 @@ def test_after_bulk_output_a_shell_is_recorded_again(gw: RunningGateway) -> None
     assert b"AFTER-BULK-42" in recorded  # the shell after the bulk output is recorded
 
 
+def test_the_last_screen_after_bulk_output_is_recorded(gw: RunningGateway) -> None:
+    """What a command prints right after bulk output comes within the second the budget
+    takes to resume; the channel's close records the last lines, so the recorded terminal
+    stream ends on the screen the agent saw."""
+    script = b"head -c 600000 /dev/zero | tr '\\0' x; echo; echo LAST-SCREEN-$((6 * 7))"
+    asyncio.run(_run_in_terminal(gw, gw.token("pty-tail"), script, target="budget"))
+    events = events_of(gw, "pty-tail")
+    [response] = of(events, Session.ResponseRecorded)
+    assert response.truncated and 0 < response.transcript["recorded_tail_bytes"] <= 8192
+    recorded = b"".join(
+        chunk_bytes(e) for e in of(events, Session.OutputRecorded) if e.stream == "pty"
+    )
+    screen = Terminal()
+    screen.feed(recorded)
+    assert any("LAST-SCREEN-42" in line for line in screen.screen.display), recorded[-300:]
+
+
 def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) -> None:
     """The gateway's pyte renderer is its own process: the data path never runs pyte, and
     the screens it sends back are exact (seeking from them equals rendering it all)."""

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.masking import DEFAULT_PROFILE, StreamMasker
 from gateway.ssh.recording import (
+    TAIL,
     ChannelStream,
     LineEditor,
     MaskingTap,
@@ -101,6 +102,60 @@ def test_a_refilling_budget_records_whole_read_prefixes_within_the_budget(
     assert all(data.startswith(piece) and piece for data, piece in recorded)
     assert rec.recorded == sum(len(p) for _, p in recorded) <= limit + rate * clock.now + 1
     assert rec.seen == sum(len(d) for d, _ in reads)
+
+
+def test_the_unrecorded_end_of_a_stream_is_recorded_when_it_closes() -> None:
+    """Bulk output past the budget, then a prompt right after it (within the second the
+    budget takes to resume): closing records the last lines, prompt included."""
+    sink, clock = Sink(), Clock()
+    rec = ChannelStream(sink, "pty", limit=1000, rate=100, clock=clock)
+    lines = b"".join(b"line %06d of the listing\r\n" % i for i in range(2000))
+    rec.add(lines)
+    rec.add(b"END-MARK\r\n$ ")
+    assert b"END-MARK" not in b"".join(c[1] for c in sink.calls)
+    rec.finish()
+    tail = sink.calls[-1][1]
+    assert tail.endswith(b"END-MARK\r\n$ ") and tail.startswith(b"line ")  # a line start
+    assert len(tail) <= TAIL and rec.tail == len(tail)
+    assert rec.recorded == 1000 + len(tail) and rec.truncated
+    rec.finish()  # once
+    assert sink.calls[-1][1] is tail
+
+
+def test_a_short_unrecorded_end_makes_the_recording_whole_again() -> None:
+    sink, clock = Sink(), Clock()
+    rec = ChannelStream(sink, "pty", limit=100, rate=0, clock=clock)
+    rec.add(b"a" * 150)
+    rec.add(b"\x1b[1mbold\x1b[0m")
+    rec.finish()
+    assert sink.text() == "a" * 150 + "\x1b[1mbold\x1b[0m"
+    assert not rec.truncated and rec.unrecorded == 0
+
+
+def test_record_limit_0_records_no_tail_either() -> None:
+    sink = Sink()
+    rec = ChannelStream(sink, "pty", limit=0, clock=lambda: 0.0)
+    rec.add(b"secret-free but unrecorded\n")
+    rec.finish()
+    assert sink.calls == [] and rec.unrecorded == rec.seen
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=30), st.integers(0, 5000))
+def test_a_closing_tail_is_the_end_of_the_stream(parts: list[bytes], limit: int) -> None:
+    rec, sink = recorder(limit=limit)
+    for part in parts:
+        rec.add(part)
+    before = len(sink.calls)
+    rec.finish()
+    whole = b"".join(parts)
+    if len(sink.calls) > before:
+        tail = sink.calls[-1][1]
+        assert whole.endswith(tail) and 0 < len(tail) <= TAIL
+        assert b"".join(c[1] for c in sink.calls[:before]) == whole[:limit]
+        if len(whole) - limit < TAIL:  # all that was left out: the recording is whole
+            assert b"".join(c[1] for c in sink.calls) == whole
+    else:
+        assert len(whole) <= limit or limit == 0
 
 
 def test_past_the_limit_only_counts_are_kept() -> None:
