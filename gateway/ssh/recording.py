@@ -15,7 +15,7 @@ recorder for both protocols.
   refill is back, so what a shell shows after a bulk transfer is recorded again (with a
   budget that never refills, 8 MiB of output would end the recording of an interactive
   session for good: an easy way to hide what follows). When the stream closes with its
-  end unrecorded, its last ``TAIL`` bytes (from a line start) are recorded: the last
+  end unrecorded, its last ``TAIL`` bytes (from a line break) are recorded: the last
   screen of a bulk command. The channel's ``ResponseRecorded`` says ``truncated`` and how
   many bytes went unrecorded.
 * :class:`MaskingTap` (output) masks with a ``StreamMasker`` and records what the client
@@ -48,7 +48,7 @@ DEFAULT_RATE = 256 * 1024
 """Bytes per second the recording budget of a stream refills (0: never)."""
 TAIL = 8 * 1024
 """At most this much of the output left unrecorded at the end of a stream is recorded when
-it closes, from a line start: the last screen of a bulk command (and what was echoed right
+it closes, from a line break: the last screen of a bulk command (and what was echoed right
 after it, within the second the budget takes to resume) is what an auditor looks for."""
 
 
@@ -136,11 +136,14 @@ class ChannelStream:
 
     def finish(self) -> None:
         """The stream ends: if its end went unrecorded, record the last ``TAIL`` bytes of
-        it from the first line start in them (a gap before them stays a gap: replay shows
+        it from the first line break in them (a gap before them stays a gap: replay shows
         the last lines the agent saw, as if scrolled there)."""
         tail, self._skipped = self._skipped, b""
         if len(tail) == TAIL and b"\n" in tail:
-            tail = tail[tail.index(b"\n") + 1 :]
+            # From the line break on (CR LF on a terminal): replay goes on from wherever the
+            # recording before the gap left the cursor, so the tail starts a line of its own.
+            cut = tail.index(b"\n")
+            tail = tail[cut - 1 if tail[cut - 1 : cut] == b"\r" else cut :]
         if tail:
             self.recorded += len(tail)
             self.tail = len(tail)

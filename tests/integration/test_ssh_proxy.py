@@ -393,7 +393,13 @@ def test_the_last_screen_after_bulk_output_is_recorded(gw: RunningGateway) -> No
     )
     screen = Terminal()
     screen.feed(recorded)
-    assert any("LAST-SCREEN-42" in line for line in screen.screen.display), recorded[-300:]
+    assert any(line.startswith("LAST-SCREEN-42") for line in screen.screen.display), recorded[-300:]
+    store = gw.store()
+    try:  # seeking to the end of the recording shows the same screen
+        recording = Recording.open(store, events[0].originator_id)
+        assert recording.screen_at(recording.duration_ms).screen.display == screen.screen.display
+    finally:
+        store.close()
 
 
 def test_terminal_keyframes_are_rendered_by_a_child_process(gw: RunningGateway) -> None:

@@ -115,7 +115,7 @@ def test_the_unrecorded_end_of_a_stream_is_recorded_when_it_closes() -> None:
     assert b"END-MARK" not in b"".join(c[1] for c in sink.calls)
     rec.finish()
     tail = sink.calls[-1][1]
-    assert tail.endswith(b"END-MARK\r\n$ ") and tail.startswith(b"line ")  # a line start
+    assert tail.endswith(b"END-MARK\r\n$ ") and tail.startswith(b"\r\nline ")  # a new line
     assert len(tail) <= TAIL and rec.tail == len(tail)
     assert rec.recorded == 1000 + len(tail) and rec.truncated
     rec.finish()  # once
