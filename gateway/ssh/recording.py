@@ -90,6 +90,8 @@ class ChannelStream:
         self._paused = False
         self._resume = min(limit, max(rate, 1))
         self._skipped = b""  # the end of what went unrecorded since the last recorded piece
+        self.tail = 0
+        """Bytes recorded by ``finish`` from the unrecorded end of the stream."""
 
     @property
     def truncated(self) -> bool:
@@ -148,9 +150,6 @@ class ChannelStream:
             self.recorded += len(tail)
             self.tail = len(tail)
             self.sink.record(self.stream, tail)
-
-    tail = 0
-    """Bytes recorded by ``finish`` from the unrecorded end of the stream."""
 
 
 def _count_delta(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
