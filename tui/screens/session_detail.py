@@ -71,6 +71,8 @@ class SessionDetailScreen(ConsoleScreen):
         return True
 
     def show(self, snapshot: ConsoleSnapshot) -> None:
+        if not self.query("#session-summary"):
+            return  # a snapshot before the widgets exist: on_mount shows the latest after
         watched = snapshot.watched
         if watched is not None and watched.session and watched.session.id == self.session_id:
             self.show_tail(watched, now=snapshot.now)
